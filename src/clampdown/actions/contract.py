@@ -1,0 +1,138 @@
+"""The action contract every connector implements.
+
+An action is a class with typed `Params`, metadata, and one required coroutine, `run`.
+`undo` and `verify` are optional. The engine owns retries, timeouts, idempotency keys
+and rate limits; an action only raises TransientError, PermanentError or PreconditionError.
+Actions reach the outside world only through the `ActionContext` the engine hands them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clampdown.config import TargetConfig
+from clampdown.model import JSON, ContainmentKind, SubjectType
+
+
+class Params(BaseModel):
+    """Base of every action's parameters; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str = Field(description="name of a configured target")
+
+
+class ActionResult(BaseModel):
+    """What a successful call did: outputs for later steps, and what undo needs."""
+
+    output: dict[str, JSON] = Field(default_factory=dict)
+    undo: dict[str, JSON] | None = None
+    summary: str = ""
+    waiting: bool = Field(default=False, description="a person must finish it (guided task)")
+
+
+class ContainmentSpec(BaseModel):
+    """A containment an action asks the built-in list to enforce."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ContainmentKind
+    subject_type: SubjectType
+    subject: str
+    scope: str = Field(default="*", description="'*' for the whole gateway, or an API/operation id")
+    rate: int | None = None
+    period_seconds: int | None = None
+    reason: str = ""
+
+
+class TaskSpec(BaseModel):
+    """A guided remediation task for a person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    why: str = ""
+    steps: list[str] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list)
+    owner: str = ""
+    due_at: datetime | None = None
+    evidence: list[str] = Field(default_factory=list)
+
+
+class ContainmentPort(Protocol):
+    """The built-in containment list, as actions see it."""
+
+    def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
+        """Enforce `spec`; the same `key` twice returns the first containment's id."""
+        ...
+
+    def remove(self, containment_id: str, *, reason: str) -> bool:
+        """Stop enforcing; False when it was not active."""
+        ...
+
+    def is_active(self, containment_id: str) -> bool:
+        """True while the containment is enforced."""
+        ...
+
+
+class TaskPort(Protocol):
+    """Where guided tasks are kept."""
+
+    def create(self, spec: TaskSpec, *, key: str) -> str:
+        """Open a task; the same `key` twice returns the first task's id."""
+        ...
+
+
+class HttpPort(Protocol):
+    """Outbound HTTP limited to the step's configured target."""
+
+    async def post_json(
+        self, url: str, body: JSON, *, headers: dict[str, str], timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        """POST JSON; returns status, headers and body, or raises TransientError."""
+        ...
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """Everything an action may use for one call."""
+
+    remediation_id: str
+    step_id: str
+    idempotency_key: str
+    target_name: str
+    target: TargetConfig
+    expires_at: datetime | None
+    containments: ContainmentPort
+    tasks: TaskPort
+    http: HttpPort
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Action:
+    """Base class of actions. Subclasses set the metadata and implement `run`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    target_types: ClassVar[tuple[str, ...]]
+    params: ClassVar[type[Params]]
+    idempotent: ClassVar[bool] = False
+    reversible: ClassVar[bool] = False
+    verifiable: ClassVar[bool] = False
+    example: ClassVar[dict[str, JSON]] = {}
+
+    async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
+        """Take effect once; raise an ActionError subclass when it did not."""
+        raise NotImplementedError
+
+    async def undo(self, params: Params, result: ActionResult, ctx: ActionContext) -> None:
+        """Reverse a successful `run` (only when `reversible`)."""
+        raise NotImplementedError
+
+    async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
+        """True when the effect of `run` is observably in place (only when `verifiable`)."""
+        raise NotImplementedError

@@ -1,0 +1,200 @@
+"""Settings: the YAML config file, its defaults, and the only place environment variables are read."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clampdown.errors import ConfigError
+
+DATABASE_URL_ENV = "CLAMPDOWN_DATABASE_URL"
+CONFIG_ENV = "CLAMPDOWN_CONFIG"
+DEFAULT_DATABASE_URL = "sqlite:///clampdown.db"
+DEFAULT_TOKEN_FILE = "clampdown-token"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """A secret given by reference: an environment variable or a file, never inline."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret names exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self) -> str:
+        """Read the secret now; the error names the reference, never the value."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+
+    def describe(self) -> str:
+        """Where the secret lives, safe to print."""
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class Scope(StrEnum):
+    """What an API token may do; admin implies every other scope."""
+
+    INGEST = "ingest"
+    READ = "read"
+    APPROVE = "approve"
+    ADMIN = "admin"
+
+
+class TokenConfig(_Strict):
+    """One API token: its name (recorded as the actor), its secret and its scopes."""
+
+    name: str
+    secret: SecretRef | None = None
+    sha256: str | None = Field(default=None, description="hex SHA-256 of the token")
+    scopes: list[Scope]
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenConfig:
+        if (self.secret is None) == (self.sha256 is None):
+            raise ValueError("a token gives exactly one of 'secret' or 'sha256'")
+        return self
+
+    def digest(self) -> str:
+        """The token's SHA-256, from the hash given or the secret resolved."""
+        if self.sha256 is not None:
+            return self.sha256.lower()
+        assert self.secret is not None
+        return hashlib.sha256(self.secret.resolve().encode()).hexdigest()
+
+    def allows(self, scope: Scope) -> bool:
+        """True when this token carries `scope` (or admin)."""
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+class TargetConfig(_Strict):
+    """A configured system that actions talk to."""
+
+    type: Literal["builtin", "webhook", "flow"]
+    url: str | SecretRef | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _url_needed(self) -> TargetConfig:
+        if self.type != "builtin" and self.url is None:
+            raise ValueError(f"a {self.type} target needs a url")
+        if self.type == "flow" and isinstance(self.url, str):
+            raise ValueError("a flow URL carries its signature: give it as {env: ...} or {file: ...}")
+        return self
+
+    def resolve_url(self) -> str:
+        """The URL to call, reading a secret reference if it is one."""
+        if isinstance(self.url, SecretRef):
+            return self.url.resolve()
+        if self.url is None:
+            raise ConfigError("this target has no url")
+        return self.url
+
+
+class EngineConfig(_Strict):
+    """Retry and scheduling knobs of the durable engine."""
+
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    backoff_initial: float = Field(default=0.5, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+    poll_interval: float = Field(default=0.5, gt=0, le=60)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=64, ge=1, le=1024)
+
+
+class LimitsConfig(_Strict):
+    """Request limits of the HTTP API."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    database_url: str | None = None
+    playbooks: Path | None = Field(default=None, description="a directory of playbook YAML files")
+    default_pack: bool = Field(default=True, description="load the shipped default pack too")
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @model_validator(mode="after")
+    def _builtin_target(self) -> Config:
+        if "builtin" not in self.targets:
+            targets = {"builtin": TargetConfig(type="builtin"), **self.targets}
+            object.__setattr__(self, "targets", targets)
+        return self
+
+    def effective_database_url(self, override: str | None = None) -> str:
+        """--database-url, then CLAMPDOWN_DATABASE_URL, then the file, then the default."""
+        return (
+            override
+            or os.environ.get(DATABASE_URL_ENV)
+            or self.database_url
+            or DEFAULT_DATABASE_URL
+        )
+
+    def find_token(self, presented: str) -> TokenConfig | None:
+        """The token configuration whose secret is `presented`, compared in constant time."""
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        found = None
+        for token in self.tokens:
+            if hmac.compare_digest(token.digest(), digest):
+                found = token
+        return found
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the config file named, or by CLAMPDOWN_CONFIG, or return the defaults."""
+    if path is None and (env_path := os.environ.get(CONFIG_ENV)):
+        path = Path(env_path)
+    if path is None:
+        return Config()
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{path}: {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(problems)) from exc
+    if config.playbooks is not None and not config.playbooks.is_absolute():
+        object.__setattr__(config, "playbooks", path.parent / config.playbooks)
+    return config
