@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -102,7 +101,9 @@ class TargetConfig(_Strict):
         if self.type != "builtin" and self.url is None:
             raise ValueError(f"a {self.type} target needs a url")
         if self.type == "flow" and isinstance(self.url, str):
-            raise ValueError("a flow URL carries its signature: give it as {env: ...} or {file: ...}")
+            raise ValueError(
+                "a flow URL carries its signature: give it as {env: ...} or {file: ...}"
+            )
         return self
 
     def resolve_url(self) -> str:
@@ -160,15 +161,6 @@ class Config(_Strict):
             or self.database_url
             or DEFAULT_DATABASE_URL
         )
-
-    def find_token(self, presented: str) -> TokenConfig | None:
-        """The token configuration whose secret is `presented`, compared in constant time."""
-        digest = hashlib.sha256(presented.encode()).hexdigest()
-        found = None
-        for token in self.tokens:
-            if hmac.compare_digest(token.digest(), digest):
-                found = token
-        return found
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -117,7 +117,9 @@ class Finding(BaseModel):
             "techniques": list(self.techniques),
             "ips": list(self.ips),
             "ip": self.ips[0] if self.ips else "",
-            "api": api.model_dump() if api else {"id": "", "service": "", "api": "", "operation": ""},
+            "api": api.model_dump()
+            if api
+            else {"id": "", "service": "", "api": "", "operation": ""},
             "apis": [a.model_dump() for a in self.apis],
             "endpoint": self.endpoint or "",
             "credentials": list(self.credentials),

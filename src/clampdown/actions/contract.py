@@ -66,15 +66,19 @@ class TaskSpec(BaseModel):
 class ContainmentPort(Protocol):
     """The built-in containment list, as actions see it."""
 
-    def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
+    async def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
         """Enforce `spec`; the same `key` twice returns the first containment's id."""
         ...
 
-    def remove(self, containment_id: str, *, reason: str) -> bool:
+    async def remove(self, containment_id: str, *, reason: str) -> bool:
         """Stop enforcing; False when it was not active."""
         ...
 
-    def is_active(self, containment_id: str) -> bool:
+    async def remove_matching(self, spec: ContainmentSpec, *, reason: str) -> list[str]:
+        """Lift every active containment of the same kind, subject and scope; returns their ids."""
+        ...
+
+    async def is_active(self, containment_id: str) -> bool:
         """True while the containment is enforced."""
         ...
 
@@ -82,7 +86,7 @@ class ContainmentPort(Protocol):
 class TaskPort(Protocol):
     """Where guided tasks are kept."""
 
-    def create(self, spec: TaskSpec, *, key: str) -> str:
+    async def create(self, spec: TaskSpec, *, key: str) -> str:
         """Open a task; the same `key` twice returns the first task's id."""
         ...
 

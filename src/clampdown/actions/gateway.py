@@ -1,0 +1,223 @@
+"""gateway.* verbs against the built-in containment list (enforced through the decision API)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import ClassVar, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from clampdown.actions.contract import Action, ActionContext, ActionResult, ContainmentSpec, Params
+from clampdown.durations import parse_duration
+from clampdown.errors import PreconditionError
+from clampdown.model import ContainmentKind, SubjectType
+
+_SUBJECTS = ("ip", "cidr", "api_key", "subscription", "client_id", "user")
+
+
+class SubjectParams(Params):
+    """Exactly one subject to contain, and where."""
+
+    ip: str | None = None
+    cidr: str | None = None
+    api_key: str | None = None
+    subscription: str | None = None
+    client_id: str | None = None
+    user: str | None = None
+    scope: str = Field(default="*", description="'*', a path like '/orders/*', or an API id")
+    reason: str = ""
+
+    @field_validator("ip")
+    @classmethod
+    def _valid_ip(cls, value: str | None) -> str | None:
+        return None if value is None else str(ipaddress.ip_address(value.strip()))
+
+    @field_validator("cidr")
+    @classmethod
+    def _valid_cidr(cls, value: str | None) -> str | None:
+        return None if value is None else str(ipaddress.ip_network(value.strip(), strict=False))
+
+    @field_validator("scope")
+    @classmethod
+    def _scope_given(cls, value: str) -> str:
+        return value.strip() or "*"
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Self:
+        given = [name for name in _SUBJECTS if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_SUBJECTS)} (got {len(given)})")
+        return self
+
+    def subject(self) -> tuple[SubjectType, str]:
+        """The one subject given."""
+        for name in _SUBJECTS:
+            value = getattr(self, name)
+            if value:
+                return SubjectType(name), str(value)
+        raise AssertionError("validated to have one subject")
+
+
+class ThrottleParams(SubjectParams):
+    """A subject to slow down to `rate` requests per `period` seconds."""
+
+    rate: int = Field(gt=0)
+    period: int = Field(default=60, gt=0, le=86_400, description="seconds, or text like '1m'")
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period(cls, value: object) -> object:
+        if isinstance(value, str):
+            return int(parse_duration(value).total_seconds())
+        return value
+
+
+class EndpointParams(Params):
+    """An endpoint: a path pattern such as 'GET /orders/*', or an API/operation id."""
+
+    endpoint: str = Field(min_length=1)
+    reason: str = ""
+
+
+def _spec(kind: ContainmentKind, params: SubjectParams) -> ContainmentSpec:
+    subject_type, subject = params.subject()
+    rate = period = None
+    if isinstance(params, ThrottleParams):
+        rate, period = params.rate, params.period
+    return ContainmentSpec(
+        kind=kind,
+        subject_type=subject_type,
+        subject=subject,
+        scope=params.scope,
+        rate=rate,
+        period_seconds=period,
+        reason=params.reason,
+    )
+
+
+def _endpoint_spec(params: EndpointParams) -> ContainmentSpec:
+    return ContainmentSpec(
+        kind=ContainmentKind.DISABLE,
+        subject_type=SubjectType.ENDPOINT,
+        subject=params.endpoint,
+        scope=params.endpoint,
+        reason=params.reason,
+    )
+
+
+class _Contain(Action):
+    """Adds one containment; undo lifts it; verify checks it is enforced."""
+
+    target_types = ("builtin",)
+    idempotent = True
+    reversible = True
+    verifiable = True
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        raise NotImplementedError
+
+    async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
+        spec = self.spec(params)
+        cid = await ctx.containments.add(spec, key=ctx.idempotency_key, expires_at=ctx.expires_at)
+        return ActionResult(
+            output={"containment_id": cid},
+            undo={"containment_id": cid},
+            summary=f"{spec.kind.value} {spec.subject_type.value} {spec.subject} on {spec.scope}",
+        )
+
+    async def undo(self, params: Params, result: ActionResult, ctx: ActionContext) -> None:
+        cid = (result.undo or {}).get("containment_id")
+        if not isinstance(cid, str):
+            raise PreconditionError("no containment recorded to lift")
+        await ctx.containments.remove(cid, reason=f"undo of {ctx.remediation_id}/{ctx.step_id}")
+
+    async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
+        cid = result.output.get("containment_id")
+        return isinstance(cid, str) and await ctx.containments.is_active(cid)
+
+
+class Block(_Contain):
+    name = "gateway.block"
+    summary = "Deny every request from a client (IP, range, key, subscription, client, user)."
+    params = SubjectParams
+    example: ClassVar[dict[str, object]] = {
+        "target": "builtin",
+        "ip": "${{ finding.ip }}",
+        "scope": "*",
+    }
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        assert isinstance(params, SubjectParams)
+        return _spec(ContainmentKind.BLOCK, params)
+
+
+class Throttle(_Contain):
+    name = "gateway.throttle"
+    summary = "Limit a client to `rate` requests per `period` seconds."
+    params = ThrottleParams
+    example: ClassVar[dict[str, object]] = {
+        "target": "builtin",
+        "ip": "${{ finding.ip }}",
+        "rate": 60,
+        "period": 60,
+    }
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        assert isinstance(params, ThrottleParams)
+        return _spec(ContainmentKind.THROTTLE, params)
+
+
+class DisableEndpoint(_Contain):
+    name = "gateway.disable_endpoint"
+    summary = "Refuse every request to an endpoint."
+    params = EndpointParams
+    example: ClassVar[dict[str, object]] = {
+        "target": "builtin",
+        "endpoint": "GET /legacy/invoices",
+    }
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        assert isinstance(params, EndpointParams)
+        return _endpoint_spec(params)
+
+
+class _Lift(Action):
+    """Lifts active containments that match; not reversible (the opposite verb re-adds)."""
+
+    target_types = ("builtin",)
+    idempotent = True
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        raise NotImplementedError
+
+    async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
+        spec = self.spec(params)
+        lifted = await ctx.containments.remove_matching(
+            spec, reason=f"{self.name} by {ctx.remediation_id}/{ctx.step_id}"
+        )
+        return ActionResult(output={"lifted": lifted}, summary=f"lifted {len(lifted)}")
+
+
+class Unblock(_Lift):
+    name = "gateway.unblock"
+    summary = "Lift blocks on a client."
+    params = SubjectParams
+    example: ClassVar[dict[str, object]] = {"target": "builtin", "ip": "203.0.113.7"}
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        assert isinstance(params, SubjectParams)
+        return _spec(ContainmentKind.BLOCK, params)
+
+
+class EnableEndpoint(_Lift):
+    name = "gateway.enable_endpoint"
+    summary = "Serve an endpoint disabled earlier again."
+    params = EndpointParams
+    example: ClassVar[dict[str, object]] = {
+        "target": "builtin",
+        "endpoint": "GET /legacy/invoices",
+    }
+
+    def spec(self, params: Params) -> ContainmentSpec:
+        assert isinstance(params, EndpointParams)
+        return _endpoint_spec(params)

@@ -1,0 +1,71 @@
+"""Outbound HTTP for actions: aiohttp, only to configured targets, errors classified once."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from clampdown.errors import PermanentError, PreconditionError, TransientError
+from clampdown.model import JSON
+
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL: the unit outbound calls are allowed to."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+class TargetHttp:
+    """The HttpPort of one step: it reaches only the origin of the step's configured target."""
+
+    def __init__(self, session: aiohttp.ClientSession, allowed_url: str, target_name: str) -> None:
+        self._session = session
+        self._origin = origin(allowed_url)
+        self._target = target_name
+
+    async def post_json(
+        self, url: str, body: JSON, *, headers: dict[str, str], timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        if origin(url) != self._origin:
+            raise PreconditionError(f"target {self._target}: refusing a call outside its address")
+        try:
+            async with self._session.post(
+                url,
+                data=orjson.dumps(body),
+                headers={"Content-Type": "application/json", **headers},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as resp:
+                return resp.status, dict(resp.headers), await resp.read()
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise TransientError(f"target {self._target}: timed out after {timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            # The URL may carry a signature: name the target, never the URL.
+            raise TransientError(f"target {self._target}: {type(exc).__name__}") from exc
+
+
+def check_status(target: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    """Raise the right ActionError for a non-2xx answer; 429/5xx are transient."""
+    if 200 <= status < 300:
+        return
+    detail = body[:200].decode("utf-8", "replace").strip()
+    message = f"target {target} answered {status}" + (f": {detail}" if detail else "")
+    if status in _RETRY_STATUSES:
+        raise TransientError(message, retry_after=retry_after(headers))
+    raise PermanentError(message)
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from a Retry-After header given in seconds (dates are treated as absent)."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,28 @@
+"""The catalog of built-in actions, listed explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from clampdown.actions.contract import Action
+from clampdown.actions.gateway import Block, DisableEndpoint, EnableEndpoint, Throttle, Unblock
+from clampdown.actions.notify import FlowTrigger, NotifySend
+from clampdown.actions.task import TaskCreate
+
+BUILTIN: tuple[type[Action], ...] = (
+    Block,
+    Unblock,
+    Throttle,
+    DisableEndpoint,
+    EnableEndpoint,
+    NotifySend,
+    FlowTrigger,
+    TaskCreate,
+)
+
+CATALOG: Mapping[str, type[Action]] = {action.name: action for action in BUILTIN}
+
+
+def get(name: str) -> Action:
+    """An instance of the action called `name`; KeyError when there is none."""
+    return CATALOG[name]()

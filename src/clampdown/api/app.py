@@ -1,0 +1,109 @@
+"""The REST API: routes, error translation, and the engine running beside it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clampdown import __version__
+from clampdown.api import decisions, ingest, resources
+from clampdown.api.responses import Json, error
+from clampdown.engine.worker import Worker
+from clampdown.errors import (
+    ClampdownError,
+    ConflictError,
+    InputError,
+    NormalizationError,
+    NotFoundError,
+)
+from clampdown.services import Clampdown
+
+log = structlog.get_logger("clampdown.api")
+
+
+def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
+    """The ASGI app; with `run_worker`, the engine runs in the same event loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not run_worker:
+            yield
+            return
+        worker = Worker(clampdown.db, clampdown.config, clampdown.decisions)
+        loop = asyncio.get_running_loop()
+        # Ingest commits in a thread; wake the worker on the loop's own thread.
+        clampdown.on_work = lambda: loop.call_soon_threadsafe(worker.poke)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        app.state.worker = worker
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    app = FastAPI(
+        title="Clampdown",
+        version=__version__,
+        summary="Turns API threat detections into enforced, verified, reversible action.",
+        lifespan=lifespan,
+        default_response_class=Json,
+    )
+    app.state.clampdown = clampdown
+    app.include_router(ingest.router)
+    app.include_router(resources.router)
+    app.include_router(decisions.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NormalizationError)
+    async def _unreadable(_: Request, exc: NormalizationError) -> Json:
+        return error(422, "unrecognized_finding", str(exc))
+
+    @app.exception_handler(InputError)
+    async def _input(_: Request, exc: InputError) -> Json:
+        return error(400, "bad_request", str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, exc: NotFoundError) -> Json:
+        return error(404, "not_found", str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> Json:
+        return error(409, "conflict", str(exc))
+
+    @app.exception_handler(ClampdownError)
+    async def _other(_: Request, exc: ClampdownError) -> Json:
+        log.error("request failed", error=str(exc))
+        return error(503, "unavailable", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Json:
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large"}
+        return error(
+            exc.status_code,
+            code.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=dict(exc.headers or {}),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Json:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return error(422, "invalid_request", problems)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Json:
+        # Never a traceback to the caller; the log keeps it for the operator.
+        log.exception("unexpected error", error_type=type(exc).__name__)
+        return error(500, "internal", "internal error; see the server log")

@@ -1,0 +1,85 @@
+"""The decision API: per-request checks for gateways, and the containment change stream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from clampdown.api.deps import App, Reader
+from clampdown.api.responses import Json
+from clampdown.engine.decisions import Request, Verdict
+from clampdown.model import Decision
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+def _body(verdict: Verdict) -> dict[str, object]:
+    entry = verdict.containment
+    return {
+        "decision": verdict.decision.value,
+        "containment_id": entry.id if entry else None,
+        "reason": entry.reason if entry else "",
+        "retry_after": verdict.retry_after,
+    }
+
+
+@router.get("/check")
+async def check(
+    _t: Reader,
+    app: App,
+    ip: str = "",
+    api_key: str = "",
+    method: str = "",
+    path: str = "",
+    api: str = "",
+    subscription: str = "",
+    client_id: str = "",
+    user: str = "",
+) -> Json:
+    """Allow, deny or throttle one request (an API key is compared, never logged)."""
+    request = Request(ip, api_key, method, path, api, subscription, client_id, user)
+    return Json(_body(app.decide(request)))
+
+
+@router.get(
+    "/auth",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {"description": "denied or throttled; see X-Clampdown-Decision"}},
+)
+async def auth(
+    _t: Reader,
+    app: App,
+    x_real_ip: Annotated[str, Header()] = "",
+    x_original_method: Annotated[str, Header()] = "",
+    x_original_uri: Annotated[str, Header()] = "",
+    x_api_key: Annotated[str, Header()] = "",
+    x_api_id: Annotated[str, Header()] = "",
+) -> Response:
+    """For nginx `auth_request`: 204 allows; 403 refuses, with the reason in headers.
+
+    nginx only passes 2xx, 401 and 403 from an auth subrequest, so a throttle answers 403
+    with `X-Clampdown-Decision: throttle` and `Retry-After`; map it to 429 in nginx.
+    """
+    verdict = app.decide(Request(x_real_ip, x_api_key, x_original_method, x_original_uri, x_api_id))
+    if verdict.decision is Decision.ALLOW:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    headers = {"X-Clampdown-Decision": verdict.decision.value}
+    if verdict.containment is not None:
+        headers["X-Clampdown-Containment"] = verdict.containment.id
+    if verdict.retry_after is not None:
+        headers["Retry-After"] = str(verdict.retry_after)
+    return Response(status_code=status.HTTP_403_FORBIDDEN, headers=headers)
+
+
+@router.get("/stream")
+async def stream(
+    _t: Reader,
+    app: App,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Json:
+    """Changes after `cursor`. Start with 0: a snapshot of the active list and the cursor to
+    follow; then poll with the cursor returned each time."""
+    return Json(await run_in_threadpool(app.stream, cursor, limit=limit))

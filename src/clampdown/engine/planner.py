@@ -1,0 +1,188 @@
+"""Planning: a stored finding and the playbooks it matches become remediations, steps and jobs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from clampdown.errors import ExpressionError
+from clampdown.model import Finding, Mode, RemediationState, StepState
+from clampdown.playbooks import Playbook, Step
+from clampdown.store import jobs, remediations
+
+SYSTEM = "system"
+RUN_STEP = "run_step"
+UNDO_STEP = "undo_step"
+VERIFY = "verify"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What planning did for one playbook."""
+
+    remediation_id: str
+    playbook: str
+    state: str
+    joined: bool
+
+
+def plan(
+    conn: Connection,
+    finding: Finding,
+    finding_id: int,
+    playbooks: list[Playbook],
+    *,
+    now: datetime,
+) -> list[Planned]:
+    """Open a remediation per matched playbook, or join the open one of the same group."""
+    view = finding.expression_view()
+    out = []
+    for playbook in playbooks:
+        ctx = playbook.context(view)
+        group_key = _group_key(playbook, view, finding)
+        if playbook.group_window:
+            open_ = remediations.find_open_group(
+                conn, playbook=playbook.name, group_key=group_key, now=now
+            )
+            if open_ is not None:
+                if remediations.join_group(conn, open_["id"], finding_id, now=now):
+                    remediations.record(
+                        conn,
+                        open_["id"],
+                        None,
+                        open_["state"],
+                        open_["state"],
+                        reason=f"repeat finding {finding_id} joined the group",
+                        actor=SYSTEM,
+                        now=now,
+                    )
+                out.append(Planned(open_["id"], playbook.name, open_["state"], joined=True))
+                continue
+        out.append(_create(conn, playbook, ctx, finding_id, group_key, now=now))
+    return out
+
+
+def _group_key(playbook: Playbook, view: dict[str, Any], finding: Finding) -> str:
+    try:
+        return playbook.group_key(view)
+    except ExpressionError:
+        # A group key that cannot be computed must not stop the response: fall back.
+        return finding.fingerprint
+
+
+def _create(
+    conn: Connection,
+    playbook: Playbook,
+    ctx: dict[str, Any],
+    finding_id: int,
+    group_key: str,
+    *,
+    now: datetime,
+) -> Planned:
+    rid = uuid.uuid4().hex
+    dry = playbook.mode is Mode.DRY_RUN
+    remediations.create(
+        conn,
+        {
+            "id": rid,
+            "playbook": playbook.name,
+            "mode": playbook.mode.value,
+            "state": RemediationState.PLANNED.value,
+            "finding_id": finding_id,
+            "group_key": group_key,
+            "group_until": now + playbook.group_window if playbook.group_window else None,
+            "finding_count": 1,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    remediations.record(
+        conn,
+        rid,
+        None,
+        None,
+        RemediationState.PLANNED.value,
+        reason=f"finding {finding_id} matched playbook {playbook.name}",
+        actor=SYSTEM,
+        now=now,
+    )
+    remediations.add_steps(
+        conn, [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
+    )
+    if dry:
+        target = RemediationState.DRY_RUN
+        reason = "dry run: steps rendered, nothing executed"
+    elif playbook.mode is Mode.APPROVAL:
+        target, reason = RemediationState.AWAITING_APPROVAL, "the playbook asks for approval"
+    else:
+        target, reason = RemediationState.RUNNING, f"{playbook.mode.value} mode"
+    remediations.set_state(
+        conn,
+        rid,
+        from_state=RemediationState.PLANNED.value,
+        to_state=target.value,
+        reason=reason,
+        actor=SYSTEM,
+        now=now,
+    )
+    if target is RemediationState.RUNNING and playbook.steps:
+        jobs.enqueue(conn, RUN_STEP, rid, playbook.steps[0].id, due_at=now, now=now)
+    return Planned(rid, playbook.name, target.value, joined=False)
+
+
+def _step_row(rid: str, position: int, step: Any, ctx: dict[str, Any], dry: bool) -> dict[str, Any]:
+    spec = {
+        "uses": step.uses,
+        "with": dict(step.with_),
+        "if": step.if_.source if step.if_ is not None else None,
+        "expires": step.expires.total_seconds() if step.expires else None,
+    }
+    row: dict[str, Any] = {
+        "remediation_id": rid,
+        "key": step.id,
+        "position": position,
+        "action": step.uses,
+        "spec": spec,
+        "state": StepState.PENDING.value,
+        "attempts": 0,
+        "idempotency_key": f"{rid}-{position}",
+        "params": None,
+        "result": None,
+        "error": None,
+        "expires_at": None,
+        "started_at": None,
+        "finished_at": None,
+    }
+    if dry:
+        # Show what would have been sent; values that need earlier steps' outputs stay unknown.
+        try:
+            row["params"] = step.render(ctx)
+        except ExpressionError as exc:
+            row["error"] = f"not rendered in a dry run: {exc}"
+        row["state"] = StepState.SKIPPED.value
+    return row
+
+
+def advance(conn: Connection, rid: str, now: datetime) -> None:
+    """Queue the next pending step, or move to verification when none is left."""
+    steps = remediations.steps(conn, rid)
+    if any(s["state"] == StepState.WAITING.value for s in steps):
+        return
+    pending = next((s for s in steps if s["state"] == StepState.PENDING.value), None)
+    if pending is not None:
+        jobs.enqueue(conn, RUN_STEP, rid, pending["key"], due_at=now, now=now)
+        return
+    if remediations.set_state(
+        conn,
+        rid,
+        from_state=RemediationState.RUNNING.value,
+        to_state=RemediationState.VERIFYING.value,
+        reason="every step ran",
+        actor=SYSTEM,
+        now=now,
+    ):
+        jobs.enqueue(conn, VERIFY, rid, None, due_at=now, now=now)

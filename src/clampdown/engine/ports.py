@@ -1,0 +1,136 @@
+"""The store-backed ports actions use: the built-in containment list and guided tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy import Connection
+
+from clampdown.actions.contract import ContainmentSpec, TaskSpec
+from clampdown.engine.decisions import DecisionCache
+from clampdown.store import containments, tasks
+from clampdown.store.db import Database
+
+T = TypeVar("T")
+
+
+def refresh_decisions(db: Database, cache: DecisionCache, *, limit: int = 10_000) -> int:
+    """Bring the in-memory decision cache up to the newest change; returns changes applied."""
+    applied = 0
+    while True:
+        with db.read() as conn:
+            changes = containments.changes_since(conn, cache.cursor, limit=limit)
+        if not changes:
+            return applied
+        cache.apply(((c["op"], c) for c in changes), changes[-1]["seq"])
+        applied += len(changes)
+        if len(changes) < limit:
+            return applied
+
+
+class StoreContainments:
+    """ContainmentPort over the database; keeps this process's decision cache current."""
+
+    def __init__(self, db: Database, cache: DecisionCache, *, actor: str, remediation_id: str):
+        self._db = db
+        self._cache = cache
+        self._actor = actor
+        self._remediation_id = remediation_id
+
+    async def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
+        return await asyncio.to_thread(self._add, spec, key, expires_at)
+
+    def _add(self, spec: ContainmentSpec, key: str, expires_at: datetime | None) -> str:
+        with self._db.write() as conn:
+            cid, _ = containments.add(
+                conn,
+                {
+                    "key": key,
+                    "kind": spec.kind.value,
+                    "subject_type": spec.subject_type.value,
+                    "subject": spec.subject,
+                    "scope": spec.scope,
+                    "rate": spec.rate,
+                    "period_seconds": spec.period_seconds,
+                    "reason": spec.reason,
+                    "remediation_id": self._remediation_id,
+                    "created_by": self._actor,
+                    "expires_at": expires_at,
+                },
+                now=datetime.now(UTC),
+            )
+        refresh_decisions(self._db, self._cache)
+        return cid
+
+    async def remove(self, containment_id: str, *, reason: str) -> bool:
+        return await asyncio.to_thread(
+            self._change,
+            lambda conn, now: containments.remove(conn, containment_id, reason=reason, now=now),
+        )
+
+    async def remove_matching(self, spec: ContainmentSpec, *, reason: str) -> list[str]:
+        wanted = (spec.kind.value, spec.subject_type.value, spec.subject, spec.scope)
+
+        def lift(conn: Connection, now: datetime) -> list[str]:
+            ids = [
+                row["id"]
+                for row in containments.active(conn)
+                if (row["kind"], row["subject_type"], row["subject"], row["scope"]) == wanted
+            ]
+            for cid in ids:
+                containments.remove(conn, cid, reason=reason, now=now)
+            return ids
+
+        return await asyncio.to_thread(self._change, lift)
+
+    def _change(self, fn: Callable[[Connection, datetime], T]) -> T:
+        with self._db.write() as conn:
+            result = fn(conn, datetime.now(UTC))
+        refresh_decisions(self._db, self._cache)
+        return result
+
+    async def is_active(self, containment_id: str) -> bool:
+        def check() -> bool:
+            with self._db.read() as conn:
+                row = containments.get(conn, containment_id)
+            return row is not None and row["removed_at"] is None
+
+        return await asyncio.to_thread(check)
+
+
+class StoreTasks:
+    """TaskPort over the database."""
+
+    def __init__(self, db: Database, *, remediation_id: str, step_key: str) -> None:
+        self._db = db
+        self._remediation_id = remediation_id
+        self._step_key = step_key
+
+    async def create(self, spec: TaskSpec, *, key: str) -> str:
+        def create() -> str:
+            with self._db.write() as conn:
+                tid, _ = tasks.create(
+                    conn,
+                    {
+                        "key": key,
+                        "remediation_id": self._remediation_id,
+                        "step_key": self._step_key,
+                        "title": spec.title,
+                        "why": spec.why,
+                        "steps": list(spec.steps),
+                        "links": list(spec.links),
+                        "evidence": list(spec.evidence),
+                        "owner": spec.owner,
+                        "due_at": spec.due_at,
+                        "completed_at": None,
+                        "completed_by": None,
+                        "note": None,
+                    },
+                    now=datetime.now(UTC),
+                )
+            return tid
+
+        return await asyncio.to_thread(create)

@@ -1,0 +1,362 @@
+"""Use cases shared by the REST API, the CLI and the web UI: each behaviour exists once, here."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clampdown.actions import registry
+from clampdown.config import Config, TokenConfig
+from clampdown.engine import planner
+from clampdown.engine.decisions import DecisionCache, Request, Verdict
+from clampdown.engine.ports import refresh_decisions
+from clampdown.errors import ConflictError, InputError, NotFoundError
+from clampdown.model import JSON, RemediationState, StepState
+from clampdown.playbooks import Matcher, Playbook, load_default_pack, load_playbooks
+from clampdown.sources import normalize
+from clampdown.store import containments, findings, jobs, remediations, tasks
+from clampdown.store.db import Database
+
+# How stale the in-memory decision list may be before a check reads the change stream.
+DECISION_STALENESS = 0.5
+
+
+@dataclass(frozen=True)
+class IngestedFinding:
+    """What happened to one finding of an ingested payload."""
+
+    finding_id: int
+    new: bool
+    source: str
+    source_id: str
+    kind: str
+    type: str
+    severity: str
+    ips: list[str]
+    apis: list[str]
+    remediations: list[planner.Planned] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, JSON]:
+        """A plain dict for --json output and the API."""
+        return {
+            "finding_id": self.finding_id,
+            "new": self.new,
+            "source": self.source,
+            "source_id": self.source_id,
+            "kind": self.kind,
+            "type": self.type,
+            "severity": self.severity,
+            "ips": self.ips,
+            "apis": self.apis,
+            "remediations": [
+                {
+                    "id": p.remediation_id,
+                    "playbook": p.playbook,
+                    "state": p.state,
+                    "joined": p.joined,
+                }
+                for p in self.remediations
+            ],
+        }
+
+
+def parse_json(body: bytes, *, where: str = "body") -> object:
+    """Bytes to JSON, or an InputError naming the position of the problem."""
+    if not body.strip():
+        raise InputError(f"{where}: empty, expected a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{where}: malformed JSON: {exc}") from exc
+
+
+def load_playbook_set(config: Config) -> list[Playbook]:
+    """The configured playbooks, plus the default pack unless it is switched off."""
+    loaded: list[Playbook] = []
+    if config.default_pack:
+        loaded.extend(load_default_pack())
+    if config.playbooks is not None:
+        loaded.extend(load_playbooks([Path(config.playbooks)]))
+    return loaded
+
+
+class Clampdown:
+    """The application: configuration, database, playbooks and the decision cache."""
+
+    def __init__(self, config: Config, db: Database, playbooks: list[Playbook]) -> None:
+        self.config = config
+        self.db = db
+        self.playbooks = playbooks
+        self.matcher = Matcher(playbooks)
+        self.decisions = DecisionCache()
+        self._tokens = {token.digest(): token for token in config.tokens}
+        self._decisions_at = 0.0
+        self.on_work: Callable[[], None] = lambda: None
+
+    @classmethod
+    def open(cls, config: Config, *, database_url: str | None = None) -> Clampdown:
+        """Connect, migrate and load the playbooks; every problem is a ClampdownError."""
+        playbooks = load_playbook_set(config)
+        db = Database(config.effective_database_url(database_url))
+        db.migrate()
+        return cls(config, db, playbooks)
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()
+
+    def authenticate(self, presented: str) -> TokenConfig | None:
+        """The configured token whose secret is `presented`."""
+        return self._tokens.get(hashlib.sha256(presented.encode()).hexdigest())
+
+    # -- ingest ------------------------------------------------------------------------
+
+    def ingest(self, payload: object, *, shape: str | None = None) -> list[IngestedFinding]:
+        """Normalize, store durably and plan; committed before this returns."""
+        normalized = normalize(payload, shape)
+        now = datetime.now(UTC)
+        out: list[IngestedFinding] = []
+        with self.db.write() as conn:
+            for finding in normalized:
+                finding_id, new = findings.insert_if_new(conn, finding, now=now)
+                planned = (
+                    planner.plan(conn, finding, finding_id, self.matcher.match(finding), now=now)
+                    if new
+                    else []
+                )
+                out.append(
+                    IngestedFinding(
+                        finding_id=finding_id,
+                        new=new,
+                        source=finding.source,
+                        source_id=finding.source_id,
+                        kind=finding.kind.value,
+                        type=finding.type,
+                        severity=finding.severity.value,
+                        ips=list(finding.ips),
+                        apis=[a.id for a in finding.apis],
+                        remediations=planned,
+                    )
+                )
+        if any(item.remediations for item in out):
+            self.on_work()
+        return out
+
+    # -- findings ----------------------------------------------------------------------
+
+    def list_findings(
+        self, *, limit: int = 50, before: int | None = None, type_: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest findings first."""
+        with self.db.read() as conn:
+            return findings.list_recent(conn, limit=limit, before_id=before, type_=type_)
+
+    def get_finding(self, finding_id: int) -> dict[str, Any]:
+        """One finding in full, with when it was received."""
+        with self.db.read() as conn:
+            got = findings.get(conn, finding_id)
+        if got is None:
+            raise NotFoundError(f"no finding {finding_id}")
+        finding, received = got
+        return {"id": finding_id, "received_at": received, **finding.model_dump(mode="json")}
+
+    # -- remediations ------------------------------------------------------------------
+
+    def list_remediations(
+        self,
+        *,
+        state: str | None = None,
+        playbook: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest remediations first."""
+        if state is not None:
+            try:
+                RemediationState(state)
+            except ValueError as exc:
+                choices = ", ".join(s.value for s in RemediationState)
+                raise InputError(f"state: {state!r} is not one of {choices}") from exc
+        with self.db.read() as conn:
+            return remediations.list_recent(
+                conn, limit=limit, state=state, playbook=playbook, before=before
+            )
+
+    def get_remediation(self, remediation_id: str) -> dict[str, Any]:
+        """A remediation with its steps, history and findings."""
+        with self.db.read() as conn:
+            rem = remediations.get(conn, remediation_id)
+            if rem is None:
+                raise NotFoundError(f"no remediation {remediation_id}")
+            return {
+                **rem,
+                "steps": remediations.steps(conn, remediation_id),
+                "history": remediations.history(conn, remediation_id),
+                "findings": remediations.finding_ids(conn, remediation_id),
+            }
+
+    def approve(self, remediation_id: str, *, actor: str, note: str = "") -> dict[str, Any]:
+        """Start a remediation that waits for approval."""
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            self._expect(conn, remediation_id, RemediationState.AWAITING_APPROVAL)
+            remediations.set_state(
+                conn,
+                remediation_id,
+                from_state=RemediationState.AWAITING_APPROVAL.value,
+                to_state=RemediationState.RUNNING.value,
+                reason="approved" + (f": {note}" if note else ""),
+                actor=actor,
+                now=now,
+            )
+            planner.advance(conn, remediation_id, now)
+        self.on_work()
+        return self.get_remediation(remediation_id)
+
+    def reject(self, remediation_id: str, *, actor: str, reason: str = "") -> dict[str, Any]:
+        """Refuse a remediation that waits for approval; nothing runs."""
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            self._expect(conn, remediation_id, RemediationState.AWAITING_APPROVAL)
+            for step in remediations.steps(conn, remediation_id):
+                remediations.update_step(
+                    conn, remediation_id, step["key"], state=StepState.SKIPPED.value
+                )
+            remediations.set_state(
+                conn,
+                remediation_id,
+                from_state=RemediationState.AWAITING_APPROVAL.value,
+                to_state=RemediationState.REJECTED.value,
+                reason="rejected" + (f": {reason}" if reason else ""),
+                actor=actor,
+                now=now,
+            )
+        return self.get_remediation(remediation_id)
+
+    @staticmethod
+    def _expect(conn: Any, remediation_id: str, state: RemediationState) -> None:
+        rem = remediations.get(conn, remediation_id, lock=True)
+        if rem is None:
+            raise NotFoundError(f"no remediation {remediation_id}")
+        if rem["state"] != state.value:
+            raise ConflictError(
+                f"remediation {remediation_id} is {rem['state']}, not {state.value}"
+            )
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def list_tasks(self, *, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
+        """Guided tasks, newest first."""
+        if status not in (None, "open", "done"):
+            raise InputError(f"status: {status!r} is not open or done")
+        with self.db.read() as conn:
+            return tasks.list_by_status(conn, status, limit=limit)
+
+    def complete_task(self, task_id: str, *, actor: str, note: str = "") -> dict[str, Any]:
+        """Mark a guided task done; its step succeeds and the remediation goes on."""
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            task = tasks.get(conn, task_id)
+            if task is None:
+                raise NotFoundError(f"no task {task_id}")
+            if not tasks.complete(conn, task_id, by=actor, note=note, now=now):
+                raise ConflictError(f"task {task_id} is already {task['status']}")
+            rid, key = task["remediation_id"], task["step_key"]
+            if (
+                rid
+                and key
+                and remediations.update_step(
+                    conn,
+                    rid,
+                    key,
+                    expect_state=StepState.WAITING.value,
+                    state=StepState.SUCCEEDED.value,
+                    finished_at=now,
+                )
+            ):
+                remediations.record(
+                    conn,
+                    rid,
+                    key,
+                    StepState.WAITING.value,
+                    StepState.SUCCEEDED.value,
+                    reason="task completed" + (f": {note}" if note else ""),
+                    actor=actor,
+                    now=now,
+                )
+                planner.advance(conn, rid, now)
+            done = tasks.get(conn, task_id)
+        self.on_work()
+        assert done is not None
+        return done
+
+    # -- containments and decisions ----------------------------------------------------
+
+    def list_containments(
+        self, *, include_removed: bool = False, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Active containments (or all, newest first)."""
+        with self.db.read() as conn:
+            return containments.list_all(conn, include_removed=include_removed, limit=limit)
+
+    def decide(self, request: Request) -> Verdict:
+        """Allow, deny or throttle one request, from the in-memory list."""
+        now = time.monotonic()
+        if now - self._decisions_at > DECISION_STALENESS:
+            self._decisions_at = now
+            refresh_decisions(self.db, self.decisions)
+        return self.decisions.check(request)
+
+    def stream(self, cursor: int, *, limit: int = 1000) -> dict[str, Any]:
+        """Changes after `cursor`; cursor 0 starts with a snapshot of the active list."""
+        with self.db.read() as conn:
+            if cursor <= 0:
+                head = containments.cursor(conn)
+                active = containments.active(conn, now=datetime.now(UTC))
+                return {"cursor": head, "snapshot": True, "added": active, "removed": []}
+            changes = containments.changes_since(conn, cursor, limit=limit)
+        added = [c for c in changes if c["op"] == "add"]
+        removed = [c["id"] for c in changes if c["op"] == "remove"]
+        next_cursor = changes[-1]["seq"] if changes else cursor
+        return {"cursor": next_cursor, "snapshot": False, "added": added, "removed": removed}
+
+    # -- catalog and health ------------------------------------------------------------
+
+    @staticmethod
+    def actions() -> list[dict[str, Any]]:
+        """The action catalog with parameters and an example."""
+        out = []
+        for name, action in registry.CATALOG.items():
+            schema = action.params.model_json_schema()
+            out.append(
+                {
+                    "name": name,
+                    "summary": action.summary,
+                    "target_types": list(action.target_types),
+                    "idempotent": action.idempotent,
+                    "reversible": action.reversible,
+                    "verifiable": action.verifiable,
+                    "parameters": schema.get("properties", {}),
+                    "required": schema.get("required", []),
+                    "example": action.example,
+                }
+            )
+        return out
+
+    def pending_work(self) -> int:
+        """Jobs due now or soon that are not expiry undos (those wait for their time)."""
+        with self.db.read() as conn:
+            return jobs.pending_count(conn, exclude_kind=planner.UNDO_STEP)
+
+    def health(self) -> dict[str, Any]:
+        """Database reachable, playbooks loaded."""
+        with self.db.read() as conn:
+            waiting = jobs.pending_count(conn)
+        return {"status": "ok", "playbooks": len(self.playbooks), "jobs": waiting}

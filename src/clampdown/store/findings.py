@@ -1,0 +1,75 @@
+"""Findings: idempotent insert on (source, source_id), look-ups and listings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from clampdown.model import Finding
+from clampdown.store.tables import FindingRow
+
+_t = FindingRow.__table__
+
+
+def insert_if_new(conn: Connection, finding: Finding, *, now: datetime) -> tuple[int, bool]:
+    """Store `finding` unless (source, source_id) is known; returns (row id, inserted)."""
+    values = {
+        "source": finding.source,
+        "source_id": finding.source_id,
+        "shape": finding.shape,
+        "kind": finding.kind.value,
+        "type": finding.type,
+        "severity": finding.severity.value,
+        "fingerprint": finding.fingerprint,
+        "title": finding.title,
+        "received_at": now,
+        "data": finding.model_dump(mode="json"),
+    }
+    dialect_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        dialect_insert(_t)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["source", "source_id"])
+        .returning(_t.c.id)
+    )
+    row_id = conn.execute(stmt).scalar()
+    if row_id is not None:
+        return int(row_id), True
+    existing = conn.execute(
+        select(_t.c.id).where(_t.c.source == finding.source, _t.c.source_id == finding.source_id)
+    ).scalar_one()
+    return int(existing), False
+
+
+def get(conn: Connection, finding_id: int) -> tuple[Finding, datetime] | None:
+    """The finding with that id and when it was received."""
+    row = conn.execute(select(_t.c.data, _t.c.received_at).where(_t.c.id == finding_id)).first()
+    if row is None:
+        return None
+    return Finding.model_validate(row.data), row.received_at
+
+
+def list_recent(
+    conn: Connection, *, limit: int, before_id: int | None = None, type_: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated by id."""
+    stmt = select(
+        _t.c.id,
+        _t.c.source,
+        _t.c.source_id,
+        _t.c.shape,
+        _t.c.kind,
+        _t.c.type,
+        _t.c.severity,
+        _t.c.title,
+        _t.c.fingerprint,
+        _t.c.received_at,
+    ).order_by(_t.c.id.desc())
+    if before_id is not None:
+        stmt = stmt.where(_t.c.id < before_id)
+    if type_ is not None:
+        stmt = stmt.where(_t.c.type == type_)
+    return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]

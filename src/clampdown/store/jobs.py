@@ -1,0 +1,121 @@
+"""The durable job queue: due work is claimed with a lease, so a crashed worker's jobs come back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from clampdown.store.tables import JobRow
+
+_t = JobRow.__table__
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed job."""
+
+    id: int
+    kind: str
+    remediation_id: str
+    step_key: str | None
+    due_at: datetime
+
+
+def enqueue(
+    conn: Connection,
+    kind: str,
+    remediation_id: str,
+    step_key: str | None,
+    *,
+    due_at: datetime,
+    now: datetime,
+) -> None:
+    """Add a job that becomes due at `due_at`."""
+    conn.execute(
+        insert(_t).values(
+            kind=kind,
+            remediation_id=remediation_id,
+            step_key=step_key,
+            due_at=due_at,
+            created_at=now,
+        )
+    )
+
+
+def claim(
+    conn: Connection, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[Job]:
+    """Take up to `limit` due jobs whose lease is free or lapsed (a crashed worker's)."""
+    stmt = (
+        select(_t.c.id, _t.c.kind, _t.c.remediation_id, _t.c.step_key, _t.c.due_at)
+        .where(_t.c.due_at <= now, or_(_t.c.lease_until.is_(None), _t.c.lease_until < now))
+        .order_by(_t.c.due_at, _t.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(_t)
+        .where(_t.c.id.in_([r.id for r in rows]))
+        .values(lease_until=now + lease, lease_owner=owner)
+    )
+    return [Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at) for r in rows]
+
+
+def finish(conn: Connection, job_id: int) -> None:
+    """The job is done: remove it."""
+    conn.execute(delete(_t).where(_t.c.id == job_id))
+
+
+def retry_at(conn: Connection, job_id: int, due_at: datetime) -> None:
+    """Release the job and make it due again at `due_at`."""
+    conn.execute(
+        update(_t)
+        .where(_t.c.id == job_id)
+        .values(due_at=due_at, lease_until=None, lease_owner=None)
+    )
+
+
+def cancel_for(conn: Connection, remediation_id: str, kind: str | None = None) -> int:
+    """Drop a remediation's pending jobs (all, or of one kind)."""
+    stmt = delete(_t).where(_t.c.remediation_id == remediation_id)
+    if kind is not None:
+        stmt = stmt.where(_t.c.kind == kind)
+    return int(conn.execute(stmt).rowcount)
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the earliest unleased job is due, to sleep exactly that long."""
+    value: datetime | None = conn.execute(
+        select(func.min(_t.c.due_at)).where(_t.c.lease_until.is_(None))
+    ).scalar()
+    return value
+
+
+def release_dead(conn: Connection, is_dead: Callable[[str], bool]) -> int:
+    """Free the leases of workers known to be gone, so their jobs run now, not at lease end."""
+    owners = conn.execute(
+        select(_t.c.lease_owner).where(_t.c.lease_owner.is_not(None)).distinct()
+    ).scalars()
+    dead = [o for o in owners if is_dead(o)]
+    if not dead:
+        return 0
+    return int(
+        conn.execute(
+            update(_t).where(_t.c.lease_owner.in_(dead)).values(lease_until=None, lease_owner=None)
+        ).rowcount
+    )
+
+
+def pending_count(conn: Connection, *, exclude_kind: str | None = None) -> int:
+    """How many jobs are waiting or running (optionally not counting one kind)."""
+    stmt = select(func.count()).select_from(_t)
+    if exclude_kind is not None:
+        stmt = stmt.where(_t.c.kind != exclude_kind)
+    return int(conn.execute(stmt).scalar_one())

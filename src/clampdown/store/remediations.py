@@ -1,0 +1,204 @@
+"""Remediations, their steps and their history (every transition: when, why, by whom)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from clampdown.store.tables import (
+    HistoryRow,
+    RemediationFindingRow,
+    RemediationRow,
+    StepRow,
+)
+
+_rem = RemediationRow.__table__
+_link = RemediationFindingRow.__table__
+_step = StepRow.__table__
+_hist = HistoryRow.__table__
+
+
+def create(conn: Connection, values: dict[str, Any]) -> None:
+    """Insert a remediation row and link its first finding."""
+    conn.execute(insert(_rem).values(values))
+    conn.execute(
+        insert(_link).values(
+            remediation_id=values["id"],
+            finding_id=values["finding_id"],
+            added_at=values["created_at"],
+        )
+    )
+
+
+def find_open_group(
+    conn: Connection, *, playbook: str, group_key: str, now: datetime
+) -> dict[str, Any] | None:
+    """The remediation a repeat of this threat joins, if its grouping window is still open."""
+    row = conn.execute(
+        select(_rem.c.id, _rem.c.state)
+        .where(
+            _rem.c.playbook == playbook,
+            _rem.c.group_key == group_key,
+            _rem.c.group_until > now,
+        )
+        .order_by(_rem.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def join_group(conn: Connection, remediation_id: str, finding_id: int, *, now: datetime) -> bool:
+    """Add a repeat finding to an open remediation; False if it was already linked."""
+    linked = conn.execute(
+        select(_link.c.finding_id).where(
+            _link.c.remediation_id == remediation_id, _link.c.finding_id == finding_id
+        )
+    ).first()
+    if linked:
+        return False
+    conn.execute(
+        insert(_link).values(remediation_id=remediation_id, finding_id=finding_id, added_at=now)
+    )
+    conn.execute(
+        update(_rem)
+        .where(_rem.c.id == remediation_id)
+        .values(finding_count=_rem.c.finding_count + 1, updated_at=now)
+    )
+    return True
+
+
+def get(conn: Connection, remediation_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """One remediation row as a dict."""
+    stmt = select(_rem).where(_rem.c.id == remediation_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
+def list_recent(
+    conn: Connection,
+    *,
+    limit: int,
+    state: str | None = None,
+    playbook: str | None = None,
+    before: str | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; `before` is the id of the last row of the previous page."""
+    stmt = select(_rem).order_by(_rem.c.created_at.desc(), _rem.c.id.desc())
+    if state is not None:
+        stmt = stmt.where(_rem.c.state == state)
+    if playbook is not None:
+        stmt = stmt.where(_rem.c.playbook == playbook)
+    if before is not None:
+        anchor = conn.execute(select(_rem.c.created_at).where(_rem.c.id == before)).scalar()
+        if anchor is not None:
+            stmt = stmt.where(
+                (_rem.c.created_at < anchor)
+                | ((_rem.c.created_at == anchor) & (_rem.c.id < before))
+            )
+    return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+
+def finding_ids(conn: Connection, remediation_id: str) -> list[int]:
+    """The findings a remediation covers, first one first."""
+    rows = conn.execute(
+        select(_link.c.finding_id)
+        .where(_link.c.remediation_id == remediation_id)
+        .order_by(_link.c.added_at, _link.c.finding_id)
+    )
+    return [int(r.finding_id) for r in rows]
+
+
+def set_state(
+    conn: Connection,
+    remediation_id: str,
+    *,
+    from_state: str,
+    to_state: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> bool:
+    """Move a remediation from `from_state` to `to_state` and record it; False if it had moved."""
+    moved = conn.execute(
+        update(_rem)
+        .where(_rem.c.id == remediation_id, _rem.c.state == from_state)
+        .values(state=to_state, updated_at=now)
+    ).rowcount
+    if not moved:
+        return False
+    record(conn, remediation_id, None, from_state, to_state, reason=reason, actor=actor, now=now)
+    return True
+
+
+def record(
+    conn: Connection,
+    remediation_id: str,
+    step_key: str | None,
+    from_state: str | None,
+    to_state: str,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Append one history entry."""
+    conn.execute(
+        insert(_hist).values(
+            remediation_id=remediation_id,
+            step_key=step_key,
+            at=now,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            actor=actor,
+        )
+    )
+
+
+def history(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
+    """Every recorded transition, oldest first."""
+    rows = conn.execute(
+        select(_hist).where(_hist.c.remediation_id == remediation_id).order_by(_hist.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def add_steps(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert the planned steps of a remediation."""
+    if rows:
+        conn.execute(insert(_step), rows)
+
+
+def steps(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
+    """The steps of a remediation in playbook order."""
+    rows = conn.execute(
+        select(_step).where(_step.c.remediation_id == remediation_id).order_by(_step.c.position)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def get_step(conn: Connection, remediation_id: str, key: str) -> dict[str, Any] | None:
+    """One step by its playbook id."""
+    row = conn.execute(
+        select(_step).where(_step.c.remediation_id == remediation_id, _step.c.key == key)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def update_step(
+    conn: Connection,
+    remediation_id: str,
+    key: str,
+    *,
+    expect_state: str | None = None,
+    **values: Any,
+) -> bool:
+    """Update a step; with `expect_state`, only if it is still in that state."""
+    stmt = update(_step).where(_step.c.remediation_id == remediation_id, _step.c.key == key)
+    if expect_state is not None:
+        stmt = stmt.where(_step.c.state == expect_state)
+    return bool(conn.execute(stmt.values(**values)).rowcount)
