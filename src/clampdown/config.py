@@ -1,4 +1,4 @@
-"""Settings: the YAML config file, its defaults, and the only place environment variables are read."""
+"""Settings: the YAML config file and its defaults; the only place environment is read."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from clampdown.errors import ConfigError
 DATABASE_URL_ENV = "CLAMPDOWN_DATABASE_URL"
 CONFIG_ENV = "CLAMPDOWN_CONFIG"
 DEFAULT_DATABASE_URL = "sqlite:///clampdown.db"
-DEFAULT_TOKEN_FILE = "clampdown-token"
 
 
 class _Strict(BaseModel):

@@ -23,7 +23,9 @@ def make_app(tmp_path: Path, database_url: str) -> Iterator[AppFactory]:
     """Build an app whose only playbooks are the YAML given, with fast retries."""
     opened: list[Clampdown] = []
 
-    def build(playbooks: str, *, webhook: WebhookReceiver | None = None, **engine: Any) -> Clampdown:
+    def build(
+        playbooks: str, *, webhook: WebhookReceiver | None = None, **engine: Any
+    ) -> Clampdown:
         folder = tmp_path / f"playbooks{len(opened)}"
         folder.mkdir()
         (folder / "test.yaml").write_text(textwrap.dedent(playbooks))
@@ -46,7 +48,9 @@ def make_app(tmp_path: Path, database_url: str) -> Iterator[AppFactory]:
         app.close()
 
 
-def drain(app: Clampdown, *, timeout: float = 10.0, until: Callable[[], bool] | None = None) -> None:
+def drain(
+    app: Clampdown, *, timeout: float = 10.0, until: Callable[[], bool] | None = None
+) -> None:
     """Run a worker until no step is due (or `until` holds), at most `timeout` seconds."""
 
     async def run() -> None:

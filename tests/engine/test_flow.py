@@ -33,7 +33,9 @@ def playbook(mode: str = "automatic", expires: str = "1h") -> str:
     return BLOCK_AND_NOTIFY.replace("{mode}", mode).replace("{expires}", expires)
 
 
-def test_alert_is_blocked_notified_and_verified(make_app: AppFactory, webhook: WebhookReceiver) -> None:
+def test_alert_is_blocked_notified_and_verified(
+    make_app: AppFactory, webhook: WebhookReceiver
+) -> None:
     """A single-IP alert ends succeeded: containment active, decision deny, one webhook call."""
     app = make_app(playbook(), webhook=webhook)
     [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
@@ -68,7 +70,8 @@ def test_duplicate_delivery_is_one_finding(make_app: AppFactory, webhook: Webhoo
     app = make_app(playbook(), webhook=webhook)
     first = app.ingest(sample("defender-rest-suspicious-ip.json"))
     again = app.ingest(sample("defender-rest-suspicious-ip.json"))
-    assert first[0].new and not again[0].new
+    assert first[0].new
+    assert not again[0].new
     assert first[0].finding_id == again[0].finding_id
     assert again[0].remediations == []
     assert len(app.list_remediations()) == 1
@@ -86,11 +89,14 @@ def test_transient_failures_are_retried_honouring_retry_after(
     rem = app.get_remediation(result.remediations[0].remediation_id)
     assert rem["state"] == "succeeded"
     assert rem["steps"][1]["attempts"] == 3
-    assert len(set(webhook.keys())) == 1 and len(webhook.keys()) == 3
+    assert len(set(webhook.keys())) == 1
+    assert len(webhook.keys()) == 3
     assert time.monotonic() - started >= 0.2
 
 
-def test_permanent_failure_fails_the_remediation(make_app: AppFactory, webhook: WebhookReceiver) -> None:
+def test_permanent_failure_fails_the_remediation(
+    make_app: AppFactory, webhook: WebhookReceiver
+) -> None:
     """A 400 is not retried; the step and remediation fail with the reason recorded."""
     webhook.default = Reply(400, body="invalid_payload")
     app = make_app(playbook(), webhook=webhook)
@@ -99,7 +105,8 @@ def test_permanent_failure_fails_the_remediation(make_app: AppFactory, webhook: 
     rem = app.get_remediation(result.remediations[0].remediation_id)
     assert rem["state"] == "failed"
     assert rem["steps"][1]["state"] == "failed"
-    assert "400" in rem["steps"][1]["error"] and "invalid_payload" in rem["steps"][1]["error"]
+    assert "400" in rem["steps"][1]["error"]
+    assert "invalid_payload" in rem["steps"][1]["error"]
     assert len(webhook.deliveries) == 1
 
 
@@ -128,7 +135,8 @@ def test_approval_mode_waits_then_runs(make_app: AppFactory, webhook: WebhookRec
     rem = app.get_remediation(rid)
     assert rem["state"] == "succeeded"
     approval = next(h for h in rem["history"] if h["to_state"] == "running")
-    assert approval["actor"] == "alice" and "confirmed" in approval["reason"]
+    assert approval["actor"] == "alice"
+    assert "confirmed" in approval["reason"]
 
 
 def test_rejection_runs_nothing(make_app: AppFactory, webhook: WebhookReceiver) -> None:
@@ -139,7 +147,8 @@ def test_rejection_runs_nothing(make_app: AppFactory, webhook: WebhookReceiver) 
     app.reject(rid, actor="bob", reason="known scanner")
     drain(app)
     assert app.get_remediation(rid)["state"] == "rejected"
-    assert app.list_containments() == [] and webhook.deliveries == []
+    assert app.list_containments() == []
+    assert webhook.deliveries == []
 
 
 def test_dry_run_renders_without_acting(make_app: AppFactory, webhook: WebhookReceiver) -> None:
@@ -150,4 +159,5 @@ def test_dry_run_renders_without_acting(make_app: AppFactory, webhook: WebhookRe
     rem = app.get_remediation(result.remediations[0].remediation_id)
     assert rem["state"] == "dry_run"
     assert rem["steps"][0]["params"]["ip"] == "203.0.113.77"
-    assert app.list_containments() == [] and webhook.deliveries == []
+    assert app.list_containments() == []
+    assert webhook.deliveries == []

@@ -38,7 +38,11 @@ def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
         worker = Worker(clampdown.db, clampdown.config, clampdown.decisions)
         loop = asyncio.get_running_loop()
         # Ingest commits in a thread; wake the worker on the loop's own thread.
-        clampdown.on_work = lambda: loop.call_soon_threadsafe(worker.poke)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(worker.poke)
+
+        clampdown.on_work = wake
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         app.state.worker = worker

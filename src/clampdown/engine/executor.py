@@ -58,7 +58,8 @@ def _compiled_with(frozen: bytes) -> Any:
 
 def _render(spec: dict[str, Any], ctx: dict[str, Any]) -> Any:
     """Render a step's stored `with` block; compiled once per distinct block."""
-    return render_value(_compiled_with(orjson.dumps(spec["with"], option=orjson.OPT_SORT_KEYS)), ctx)
+    frozen = orjson.dumps(spec["with"], option=orjson.OPT_SORT_KEYS)
+    return render_value(_compiled_with(frozen), ctx)
 
 
 @dataclass

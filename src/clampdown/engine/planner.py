@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from clampdown.errors import ExpressionError
 from clampdown.model import Finding, Mode, RemediationState, StepState
-from clampdown.playbooks import Playbook, Step
+from clampdown.playbooks import Playbook
 from clampdown.store import jobs, remediations
 
 SYSTEM = "system"

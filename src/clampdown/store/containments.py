@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
-from clampdown.store.tables import ContainmentEventRow, ContainmentRow
+from clampdown.store.tables import ContainmentEventRow, ContainmentRow, table
 
-_t = ContainmentRow.__table__
-_ev = ContainmentEventRow.__table__
+_t = table(ContainmentRow)
+_ev = table(ContainmentEventRow)
 _STREAM_LOCK = 0x636C616D  # any constant shared by every Clampdown process
 
 

@@ -9,9 +9,9 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clampdown.model import Finding
-from clampdown.store.tables import FindingRow
+from clampdown.store.tables import FindingRow, table
 
-_t = FindingRow.__table__
+_t = table(FindingRow)
 
 
 def insert_if_new(conn: Connection, finding: Finding, *, now: datetime) -> tuple[int, bool]:

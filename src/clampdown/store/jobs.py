@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
-from clampdown.store.tables import JobRow
+from clampdown.store.tables import JobRow, table
 
-_t = JobRow.__table__
+_t = table(JobRow)
 
 
 @dataclass(frozen=True)

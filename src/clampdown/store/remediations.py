@@ -12,12 +12,13 @@ from clampdown.store.tables import (
     RemediationFindingRow,
     RemediationRow,
     StepRow,
+    table,
 )
 
-_rem = RemediationRow.__table__
-_link = RemediationFindingRow.__table__
-_step = StepRow.__table__
-_hist = HistoryRow.__table__
+_rem = table(RemediationRow)
+_link = table(RemediationFindingRow)
+_step = table(StepRow)
+_hist = table(HistoryRow)
 
 
 def create(conn: Connection, values: dict[str, Any]) -> None:

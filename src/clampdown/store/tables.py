@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -38,6 +48,13 @@ class Base(DeclarativeBase):
     """Declarative base of every table."""
 
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UtcDateTime}
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed for insert/update/delete statements."""
+    result = model.__table__
+    assert isinstance(result, Table)
+    return result
 
 
 class FindingRow(Base):

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from clampdown.store.tables import TaskRow
+from clampdown.store.tables import TaskRow, table
 
-_t = TaskRow.__table__
+_t = table(TaskRow)
 
 
 def create(conn: Connection, values: dict[str, Any], *, now: datetime) -> tuple[str, bool]:

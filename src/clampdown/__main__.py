@@ -1,0 +1,5 @@
+"""`python -m clampdown` is the `clampdown` command."""
+
+from clampdown.cli.main import app
+
+app()
