@@ -5,22 +5,27 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_PART = re.compile(r"(\d+)\s*([smhdw])")
-_WHOLE = re.compile(r"^(?:\d+\s*[smhdw]\s*)+$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_HELP = "use for example 30s, 15m, 1h, 1d, 1h30m, or a number of seconds"
 
 
-def parse_duration(value: str | int | float) -> timedelta:
-    """Read '1h30m', '45s', '2d' or a number of seconds; ValueError names what was wrong."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text like '15m'")
-    if isinstance(value, int | float):
+def parse_duration(value: object) -> timedelta:
+    """Read '1h30m', '45s', '2d' or whole seconds; ValueError names what was wrong.
+
+    Units go from largest to smallest, each at most once, so a typo such as '1m1h' is refused.
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise ValueError("a duration cannot be negative")
+            raise ValueError(f"a duration cannot be negative: {value}")
         return timedelta(seconds=value)
-    text = value.strip().lower()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
-    if not _WHOLE.match(text):
-        raise ValueError(f"{value!r} is not a duration such as '30s', '15m', '1h30m' or '1d'")
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text)))
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit():
+            return timedelta(seconds=int(text))
+        found = _DURATION.fullmatch(text)
+        if text and found:
+            weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in found.groups())
+            return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    raise ValueError(f"not a duration: {value!r} ({_HELP})")

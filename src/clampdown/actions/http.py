@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,7 +41,7 @@ class TargetHttp:
                 allow_redirects=False,
             ) as resp:
                 return resp.status, dict(resp.headers), await resp.read()
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise TransientError(f"target {self._target}: timed out after {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             # The URL may carry a signature: name the target, never the URL.

@@ -9,17 +9,19 @@ import typer
 from clampdown.actions.registry import CATALOG
 from clampdown.cli import output
 from clampdown.config import Config
-from clampdown.playbooks import default_pack_paths, lint
+from clampdown.playbooks import lint
 
 
 def run_lint(config: Config, paths: list[Path], *, as_json: bool) -> None:
-    """Lint `paths`, or the configured playbooks (the default pack when none are)."""
+    """Lint `paths`, or else the configured playbooks and the default pack when it is on."""
+    pack = False
     if not paths:
-        paths = [config.playbooks] if config.playbooks else list(default_pack_paths())
+        paths = [config.playbooks] if config.playbooks else []
+        pack = config.default_pack or not paths
     missing = [p for p in paths if not p.exists()]
     if missing:
         output.fail(f"{missing[0]}: no such file or directory")
-    problems = lint(paths, actions=CATALOG, targets=config.targets)
+    problems = lint(paths, actions=CATALOG, targets=config.targets, default_pack=pack)
     errors = [p for p in problems if p.level == "error"]
     if as_json:
         output.print_json(
@@ -42,7 +44,7 @@ def run_lint(config: Config, paths: list[Path], *, as_json: bool) -> None:
             output.out.print(f"[{style}]{output.cell(str(problem))}[/]")
         output.out.print(
             f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s) "
-            f"in {len(paths)} path(s)"
+            f"in {len(paths) + pack} source(s)"
         )
     if errors:
         raise typer.Exit(1)
