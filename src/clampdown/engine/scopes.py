@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+_ARM_PREFIX = "/subscriptions/"
+
 
 def covers(scope: str, *, method: str, path: str, api: str) -> bool:
     """True when `scope` applies to a request.
 
-    Scopes are '*' (everything), a path glob ('/orders/*'), a method and a path glob
-    ('GET /orders/*'), or an API or operation id, which covers itself and everything below it.
+    Scopes are '*' (everything); an Azure resource id ('/subscriptions/...') or any other API
+    id without a leading slash, which covers itself and everything below it (the gateway sends
+    the id of the API or operation called); a path glob ('/orders/*'); or a method and a path
+    glob ('GET /orders/*').
     """
     if scope == "*":
         return True
-    if scope.startswith("/"):
+    if scope.startswith("/") and not scope.lower().startswith(_ARM_PREFIX):
         return fnmatchcase(path, scope)
     head, _, rest = scope.partition(" ")
     if rest.startswith("/") and head.isalpha() and head.isupper():
