@@ -135,4 +135,5 @@ def test_every_sample_is_normalized_contained_and_undone(server: Server) -> None
             rem = api.get(f"/v1/remediations/{rid}").json()
             assert rem["state"] == "expired", rem["history"]
             undo = [h for h in rem["history"] if h["to_state"] == "undone"]
-            assert undo and undo[0]["reason"] == "expired: undone on schedule"
+            assert undo
+            assert undo[0]["reason"] == "expired: undone on schedule"
