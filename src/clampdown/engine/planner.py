@@ -85,13 +85,21 @@ def _create(
 ) -> Planned:
     rid = uuid.uuid4().hex
     dry = playbook.mode is Mode.DRY_RUN
+    if dry:
+        target = RemediationState.DRY_RUN
+        reason = "dry run: steps rendered, nothing executed"
+    elif playbook.mode is Mode.APPROVAL:
+        target, reason = RemediationState.AWAITING_APPROVAL, "the playbook asks for approval"
+    else:
+        target, reason = RemediationState.RUNNING, f"{playbook.mode.value} mode"
+    # Created directly in its first resting state; both transitions are still recorded.
     remediations.create(
         conn,
         {
             "id": rid,
             "playbook": playbook.name,
             "mode": playbook.mode.value,
-            "state": RemediationState.PLANNED.value,
+            "state": target.value,
             "finding_id": finding_id,
             "group_key": group_key,
             "group_until": now + playbook.group_window if playbook.group_window else None,
@@ -100,34 +108,22 @@ def _create(
             "updated_at": now,
         },
     )
-    remediations.record(
+    remediations.record_many(
         conn,
         rid,
-        None,
-        None,
-        RemediationState.PLANNED.value,
-        reason=f"finding {finding_id} matched playbook {playbook.name}",
+        [
+            (
+                None,
+                RemediationState.PLANNED.value,
+                f"finding {finding_id} matched playbook {playbook.name}",
+            ),
+            (RemediationState.PLANNED.value, target.value, reason),
+        ],
         actor=SYSTEM,
         now=now,
     )
     remediations.add_steps(
         conn, [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
-    )
-    if dry:
-        target = RemediationState.DRY_RUN
-        reason = "dry run: steps rendered, nothing executed"
-    elif playbook.mode is Mode.APPROVAL:
-        target, reason = RemediationState.AWAITING_APPROVAL, "the playbook asks for approval"
-    else:
-        target, reason = RemediationState.RUNNING, f"{playbook.mode.value} mode"
-    remediations.set_state(
-        conn,
-        rid,
-        from_state=RemediationState.PLANNED.value,
-        to_state=target.value,
-        reason=reason,
-        actor=SYSTEM,
-        now=now,
     )
     if target is RemediationState.RUNNING and playbook.steps:
         jobs.enqueue(conn, RUN_STEP, rid, playbook.steps[0].id, due_at=now, now=now)

@@ -6,11 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from clampdown.store.tables import JobRow, table
 
 _t = table(JobRow)
+_INSERT = insert(_t)
+_DELETE = delete(_t).where(_t.c.id == bindparam("b_id"))
+_RETRY = (
+    update(_t)
+    .where(_t.c.id == bindparam("b_id"))
+    .values(due_at=bindparam("b_due"), lease_until=None, lease_owner=None)
+)
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,16 @@ def enqueue(
 ) -> None:
     """Add a job that becomes due at `due_at`."""
     conn.execute(
-        insert(_t).values(
-            kind=kind,
-            remediation_id=remediation_id,
-            step_key=step_key,
-            due_at=due_at,
-            created_at=now,
-        )
+        _INSERT,
+        {
+            "kind": kind,
+            "remediation_id": remediation_id,
+            "step_key": step_key,
+            "due_at": due_at,
+            "created_at": now,
+            "lease_until": None,
+            "lease_owner": None,
+        },
     )
 
 
@@ -70,7 +80,7 @@ def claim(
 
 def finish(conn: Connection, job_id: int) -> None:
     """The job is done: remove it."""
-    conn.execute(delete(_t).where(_t.c.id == job_id))
+    conn.execute(_DELETE, {"b_id": job_id})
 
 
 def retry_at(conn: Connection, job_id: int, due_at: datetime) -> None:

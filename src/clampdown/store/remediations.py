@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from clampdown.store.tables import (
     HistoryRow,
@@ -20,16 +20,32 @@ _link = table(RemediationFindingRow)
 _step = table(StepRow)
 _hist = table(HistoryRow)
 
+# Statements built once: values travel as parameters, so SQLAlchemy compiles each only once.
+_INSERT_REM = insert(_rem)
+_INSERT_LINK = insert(_link)
+_INSERT_STEP = insert(_step)
+_INSERT_HIST = insert(_hist)
+_SET_STATE = (
+    update(_rem)
+    .where(_rem.c.id == bindparam("b_id"), _rem.c.state == bindparam("b_from"))
+    .values(state=bindparam("b_to"), updated_at=bindparam("b_now"))
+)
+_UPDATE_STEP = update(_step).where(
+    _step.c.remediation_id == bindparam("b_rid"), _step.c.key == bindparam("b_key")
+)
+_UPDATE_STEP_IF = _UPDATE_STEP.where(_step.c.state == bindparam("b_state"))
+
 
 def create(conn: Connection, values: dict[str, Any]) -> None:
     """Insert a remediation row and link its first finding."""
-    conn.execute(insert(_rem).values(values))
+    conn.execute(_INSERT_REM, values)
     conn.execute(
-        insert(_link).values(
-            remediation_id=values["id"],
-            finding_id=values["finding_id"],
-            added_at=values["created_at"],
-        )
+        _INSERT_LINK,
+        {
+            "remediation_id": values["id"],
+            "finding_id": values["finding_id"],
+            "added_at": values["created_at"],
+        },
     )
 
 
@@ -60,7 +76,7 @@ def join_group(conn: Connection, remediation_id: str, finding_id: int, *, now: d
     if linked:
         return False
     conn.execute(
-        insert(_link).values(remediation_id=remediation_id, finding_id=finding_id, added_at=now)
+        _INSERT_LINK, {"remediation_id": remediation_id, "finding_id": finding_id, "added_at": now}
     )
     conn.execute(
         update(_rem)
@@ -125,9 +141,7 @@ def set_state(
 ) -> bool:
     """Move a remediation from `from_state` to `to_state` and record it; False if it had moved."""
     moved = conn.execute(
-        update(_rem)
-        .where(_rem.c.id == remediation_id, _rem.c.state == from_state)
-        .values(state=to_state, updated_at=now)
+        _SET_STATE, {"b_id": remediation_id, "b_from": from_state, "b_to": to_state, "b_now": now}
     ).rowcount
     if not moved:
         return False
@@ -148,15 +162,42 @@ def record(
 ) -> None:
     """Append one history entry."""
     conn.execute(
-        insert(_hist).values(
-            remediation_id=remediation_id,
-            step_key=step_key,
-            at=now,
-            from_state=from_state,
-            to_state=to_state,
-            reason=reason,
-            actor=actor,
-        )
+        _INSERT_HIST,
+        {
+            "remediation_id": remediation_id,
+            "step_key": step_key,
+            "at": now,
+            "from_state": from_state,
+            "to_state": to_state,
+            "reason": reason,
+            "actor": actor,
+        },
+    )
+
+
+def record_many(
+    conn: Connection,
+    remediation_id: str,
+    transitions: list[tuple[str | None, str, str]],
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Append several remediation-level entries (from, to, reason) at once."""
+    conn.execute(
+        _INSERT_HIST,
+        [
+            {
+                "remediation_id": remediation_id,
+                "step_key": None,
+                "at": now,
+                "from_state": from_state,
+                "to_state": to_state,
+                "reason": reason,
+                "actor": actor,
+            }
+            for from_state, to_state, reason in transitions
+        ],
     )
 
 
@@ -171,7 +212,7 @@ def history(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
 def add_steps(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert the planned steps of a remediation."""
     if rows:
-        conn.execute(insert(_step), rows)
+        conn.execute(_INSERT_STEP, rows)
 
 
 def steps(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
@@ -199,7 +240,7 @@ def update_step(
     **values: Any,
 ) -> bool:
     """Update a step; with `expect_state`, only if it is still in that state."""
-    stmt = update(_step).where(_step.c.remediation_id == remediation_id, _step.c.key == key)
-    if expect_state is not None:
-        stmt = stmt.where(_step.c.state == expect_state)
-    return bool(conn.execute(stmt.values(**values)).rowcount)
+    params = {"b_rid": remediation_id, "b_key": key, **values}
+    if expect_state is None:
+        return bool(conn.execute(_UPDATE_STEP, params).rowcount)
+    return bool(conn.execute(_UPDATE_STEP_IF, {**params, "b_state": expect_state}).rowcount)
