@@ -146,6 +146,17 @@ class Config(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
+    def _lease_outlasts_calls(self) -> Config:
+        slowest = max((t.timeout for t in self.targets.values()), default=0.0)
+        if self.engine.lease_seconds < slowest + 5:
+            raise ValueError(
+                f"engine.lease_seconds ({self.engine.lease_seconds:g}) must exceed the slowest "
+                f"target timeout ({slowest:g}) by at least 5 s, or a running call could be "
+                "taken up again by another worker"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _builtin_target(self) -> Config:
         if "builtin" not in self.targets:
             targets = {"builtin": TargetConfig(type="builtin"), **self.targets}

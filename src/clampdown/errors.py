@@ -64,10 +64,17 @@ class ActionError(ClampdownError):
 
 
 class TransientError(ActionError):
-    """A failure worth retrying, optionally after `retry_after` seconds."""
+    """A failure worth retrying, optionally after `retry_after` seconds.
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    `maybe_delivered` says the request may have reached the target (a timeout after sending,
+    a 500): retrying then risks doing it twice, so the engine retries only idempotent actions.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, maybe_delivered: bool = False
+    ) -> None:
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
         super().__init__(message)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from clampdown.actions import registry
 from clampdown.config import Config, TokenConfig
@@ -18,7 +19,7 @@ from clampdown.engine import planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
 from clampdown.engine.ports import refresh_decisions
 from clampdown.errors import ConflictError, InputError, NotFoundError
-from clampdown.model import JSON, RemediationState, StepState
+from clampdown.model import JSON, Finding, RemediationState, StepState
 from clampdown.playbooks import Matcher, Playbook, load_default_pack, load_playbooks
 from clampdown.sources import normalize
 from clampdown.store import containments, findings, jobs, remediations, tasks
@@ -96,7 +97,7 @@ class Clampdown:
         self.playbooks = playbooks
         self.matcher = Matcher(playbooks)
         self.decisions = DecisionCache()
-        self._tokens = {token.digest(): token for token in config.tokens}
+        self._tokens: dict[str, TokenConfig] | None = None
         self._decisions_at = 0.0
         self.on_work: Callable[[], None] = lambda: None
 
@@ -114,16 +115,36 @@ class Clampdown:
 
     def authenticate(self, presented: str) -> TokenConfig | None:
         """The configured token whose secret is `presented`."""
+        if self._tokens is None:
+            # Read on first use: commands that never authenticate need no token secrets.
+            self._tokens = {token.digest(): token for token in self.config.tokens}
         return self._tokens.get(hashlib.sha256(presented.encode()).hexdigest())
 
     # -- ingest ------------------------------------------------------------------------
 
     def ingest(self, payload: object, *, shape: str | None = None) -> list[IngestedFinding]:
         """Normalize, store durably and plan; committed before this returns."""
-        normalized = normalize(payload, shape)
-        now = datetime.now(UTC)
-        out: list[IngestedFinding] = []
-        with self.db.write() as conn:
+        store = self._ingest_writer(normalize(payload, shape))
+        return self._ingested(self.db.run(store))
+
+    async def ingest_async(
+        self, payload: object, *, shape: str | None = None
+    ) -> list[IngestedFinding]:
+        """`ingest` for the event loop: group-committed with every concurrent write."""
+        store = self._ingest_writer(normalize(payload, shape))
+        return self._ingested(await self.db.run_async(store))
+
+    def _ingested(self, results: list[IngestedFinding]) -> list[IngestedFinding]:
+        if any(item.remediations for item in results):
+            self.on_work()
+        return results
+
+    def _ingest_writer(
+        self, normalized: list[Finding]
+    ) -> Callable[[Connection], list[IngestedFinding]]:
+        def store(conn: Connection) -> list[IngestedFinding]:
+            now = datetime.now(UTC)
+            out = []
             for finding in normalized:
                 finding_id, new = findings.insert_if_new(conn, finding, now=now)
                 planned = (
@@ -145,9 +166,9 @@ class Clampdown:
                         remediations=planned,
                     )
                 )
-        if any(item.remediations for item in out):
-            self.on_work()
-        return out
+            return out
+
+        return store
 
     # -- findings ----------------------------------------------------------------------
 
@@ -306,12 +327,19 @@ class Clampdown:
         with self.db.read() as conn:
             return containments.list_all(conn, include_removed=include_removed, limit=limit)
 
+    def decisions_stale(self) -> bool:
+        """True when the in-memory list should follow the change stream before deciding."""
+        return time.monotonic() - self._decisions_at > DECISION_STALENESS
+
+    def refresh_decisions(self) -> None:
+        """Follow the change stream (other processes' changes) into the in-memory list."""
+        self._decisions_at = time.monotonic()
+        refresh_decisions(self.db, self.decisions)
+
     def decide(self, request: Request) -> Verdict:
         """Allow, deny or throttle one request, from the in-memory list."""
-        now = time.monotonic()
-        if now - self._decisions_at > DECISION_STALENESS:
-            self._decisions_at = now
-            refresh_decisions(self.db, self.decisions)
+        if self.decisions_stale():
+            self.refresh_decisions()
         return self.decisions.check(request)
 
     def stream(self, cursor: int, *, limit: int = 1000) -> dict[str, Any]:
@@ -356,7 +384,7 @@ class Clampdown:
             return jobs.pending_count(conn, exclude_kind=planner.UNDO_STEP)
 
     def health(self) -> dict[str, Any]:
-        """Database reachable, playbooks loaded."""
+        """Database reachable, playbooks loaded, how much work is due."""
         with self.db.read() as conn:
-            waiting = jobs.pending_count(conn)
-        return {"status": "ok", "playbooks": len(self.playbooks), "jobs": waiting}
+            due = jobs.due_count(conn, datetime.now(UTC))
+        return {"status": "ok", "playbooks": len(self.playbooks), "due_jobs": due}

@@ -10,7 +10,9 @@ import orjson
 from clampdown.errors import PermanentError, PreconditionError, TransientError
 from clampdown.model import JSON
 
-_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Worth retrying; the first set says the request was not processed, the second may have been.
+_NOT_PROCESSED = frozenset({408, 425, 429, 503})
+_MAYBE_PROCESSED = frozenset({500, 502, 504})
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -54,8 +56,12 @@ def check_status(target: str, status: int, headers: dict[str, str], body: bytes)
         return
     detail = body[:200].decode("utf-8", "replace").strip()
     message = f"target {target} answered {status}" + (f": {detail}" if detail else "")
-    if status in _RETRY_STATUSES:
-        raise TransientError(message, retry_after=retry_after(headers))
+    if status in _NOT_PROCESSED or status in _MAYBE_PROCESSED:
+        raise TransientError(
+            message,
+            retry_after=retry_after(headers),
+            maybe_delivered=status in _MAYBE_PROCESSED,
+        )
     raise PermanentError(message)
 
 

@@ -11,8 +11,16 @@ from clampdown.api.deps import App, Reader
 from clampdown.api.responses import Json
 from clampdown.engine.decisions import Request, Verdict
 from clampdown.model import Decision
+from clampdown.services import Clampdown
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+async def _decide(app: Clampdown, request: Request) -> Verdict:
+    # Following the change stream reads the database: never on the event loop's thread.
+    if app.decisions_stale():
+        await run_in_threadpool(app.refresh_decisions)
+    return app.decisions.check(request)
 
 
 def _body(verdict: Verdict) -> dict[str, object]:
@@ -40,7 +48,7 @@ async def check(
 ) -> Json:
     """Allow, deny or throttle one request (an API key is compared, never logged)."""
     request = Request(ip, api_key, method, path, api, subscription, client_id, user)
-    return Json(_body(app.decide(request)))
+    return Json(_body(await _decide(app, request)))
 
 
 @router.get(
@@ -56,13 +64,26 @@ async def auth(
     x_original_uri: Annotated[str, Header()] = "",
     x_api_key: Annotated[str, Header()] = "",
     x_api_id: Annotated[str, Header()] = "",
+    x_subscription_id: Annotated[str, Header()] = "",
+    x_client_id: Annotated[str, Header()] = "",
+    x_user: Annotated[str, Header()] = "",
 ) -> Response:
     """For nginx `auth_request`: 204 allows; 403 refuses, with the reason in headers.
 
     nginx only passes 2xx, 401 and 403 from an auth subrequest, so a throttle answers 403
     with `X-Clampdown-Decision: throttle` and `Retry-After`; map it to 429 in nginx.
     """
-    verdict = app.decide(Request(x_real_ip, x_api_key, x_original_method, x_original_uri, x_api_id))
+    request = Request(
+        ip=x_real_ip,
+        api_key=x_api_key,
+        method=x_original_method,
+        path=x_original_uri,
+        api=x_api_id,
+        subscription=x_subscription_id,
+        client_id=x_client_id,
+        user=x_user,
+    )
+    verdict = await _decide(app, request)
     if verdict.decision is Decision.ALLOW:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     headers = {"X-Clampdown-Decision": verdict.decision.value}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from starlette.concurrency import run_in_threadpool
 
 from clampdown.api.deps import App, Body, Ingester
 from clampdown.api.responses import Json
@@ -22,7 +21,7 @@ _DOC = (
 
 async def _ingest(app: Clampdown, body: bytes, shape: str | None) -> Json:
     payload = parse_json(body)
-    results = await run_in_threadpool(app.ingest, payload, shape=shape)
+    results = await app.ingest_async(payload, shape=shape)
     content: dict[str, Any] = {"findings": [r.as_json() for r in results]}
     return Json(content, status_code=status.HTTP_202_ACCEPTED)
 

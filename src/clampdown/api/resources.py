@@ -16,10 +16,16 @@ router = APIRouter(prefix="/v1")
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-class Decision(BaseModel):
-    """An approver's note or reason."""
+class Note(BaseModel):
+    """What the person says about an approval or a completed task; recorded."""
 
     note: str = Field(default="", max_length=2000)
+
+
+class Reason(BaseModel):
+    """Why a remediation is rejected; recorded."""
+
+    reason: str = Field(default="", max_length=2000)
 
 
 @router.get("/findings", tags=["findings"])
@@ -60,9 +66,7 @@ async def get_remediation(_t: Reader, app: App, remediation_id: str) -> Json:
 
 
 @router.post("/remediations/{remediation_id}/approve", tags=["remediations"])
-async def approve(
-    token: Approver, app: App, remediation_id: str, body: Decision | None = None
-) -> Json:
+async def approve(token: Approver, app: App, remediation_id: str, body: Note | None = None) -> Json:
     """Approve a remediation waiting for approval; the approver is recorded."""
     note = body.note if body else ""
     return Json(
@@ -72,10 +76,10 @@ async def approve(
 
 @router.post("/remediations/{remediation_id}/reject", tags=["remediations"])
 async def reject(
-    token: Approver, app: App, remediation_id: str, body: Decision | None = None
+    token: Approver, app: App, remediation_id: str, body: Reason | None = None
 ) -> Json:
     """Reject a remediation waiting for approval; nothing of it runs."""
-    reason = body.note if body else ""
+    reason = body.reason if body else ""
     return Json(
         await run_in_threadpool(
             app.reject, remediation_id, actor=f"token:{token.name}", reason=reason
@@ -91,9 +95,7 @@ async def list_tasks(_t: Reader, app: App, status: str | None = "open", limit: L
 
 
 @router.post("/tasks/{task_id}/complete", tags=["tasks"])
-async def complete_task(
-    token: Approver, app: App, task_id: str, body: Decision | None = None
-) -> Json:
+async def complete_task(token: Approver, app: App, task_id: str, body: Note | None = None) -> Json:
     """Mark a guided task done; its remediation continues."""
     note = body.note if body else ""
     return Json(

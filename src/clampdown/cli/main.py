@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from clampdown import logs
 from clampdown.cli import output
 from clampdown.cli.output import errors_to_exit, fail, listing, print_json
 from clampdown.config import Config, load_config
@@ -73,8 +74,12 @@ def main(
             "or sqlite:///clampdown.db).",
         ),
     ] = None,
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Log JSON lines (to stderr) instead of text.")
+    ] = False,
 ) -> None:
     """Clampdown."""
+    logs.configure(json=log_json)
     ctx.obj = _Options(config, database_url)
 
 
@@ -148,7 +153,7 @@ def ingest(
     for item in report:
         status = "new" if item["new"] else "duplicate"
         output.out.print(
-            f"{output.cell(item['type'])} [{status}] finding {item['finding_id']} "
+            f"{output.cell(item['type'])} \\[{status}] finding {item['finding_id']} "
             f"ips={output.cell(', '.join(item['ips']) or '-')}"
         )
         for rem in item["remediations"]:

@@ -7,12 +7,14 @@ and never a database round trip.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
+import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from clampdown.engine.scopes import covers
 from clampdown.model import ContainmentKind, Decision, SubjectType
@@ -73,6 +75,8 @@ class Request:
 
 
 _ALLOW = Verdict(Decision.ALLOW)
+_MAX_WINDOWS = 100_000
+_SLASHES = re.compile(r"/{2,}")
 
 
 class DecisionCache:
@@ -84,16 +88,26 @@ class DecisionCache:
         self._networks: dict[str, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Entry]] = {}
         self._endpoints: dict[str, Entry] = {}
         self._index: dict[str, tuple[SubjectType, str]] = {}
-        self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+        # (containment id, client) -> (window number, requests in it, window end, epoch s)
+        self._windows: dict[tuple[str, str], tuple[int, int, float]] = {}
         self.cursor = 0
 
     def __len__(self) -> int:
         return len(self._index)
 
     def apply(self, changes: Iterable[tuple[str, dict[str, Any]]], cursor: int) -> None:
-        """Apply ('add' | 'remove', row) changes up to `cursor`."""
+        """Apply ('add' | 'remove', row) changes up to `cursor`.
+
+        A row read from the change stream carries its `seq`: one already applied is skipped,
+        so a batch read earlier but applied later cannot bring back a lifted containment.
+        """
         with self._lock:
             for op, row in changes:
+                seq = row.get("seq")
+                if seq is not None:
+                    if seq <= self.cursor:
+                        continue
+                    self.cursor = seq
                 if op == "add":
                     self._add(Entry.from_row(row))
                 else:
@@ -126,7 +140,7 @@ class DecisionCache:
     def check(self, request: Request, *, now: float | None = None) -> Verdict:
         """Deny beats throttle beats allow; expired entries no longer count."""
         now = time.time() if now is None else now
-        path = request.path.split("?", 1)[0]
+        path = normalize_path(request.path)
         throttle: Entry | None = None
         for entry in self._candidates(request):
             if entry.expires_at is not None and entry.expires_at <= now:
@@ -161,25 +175,57 @@ class DecisionCache:
             found.extend(self._endpoints.values())
         return found
 
+    def _prune(self, now: float) -> None:
+        # Counters of ended windows and lifted containments are dead weight.
+        self._windows = {
+            key: value
+            for key, value in self._windows.items()
+            if value[2] > now and key[0] in self._index
+        }
+
     def _count(self, entry: Entry, request: Request, now: float) -> Verdict:
         period = entry.period or 60
         window = int(now // period)
-        client = request.ip or request.api_key or request.client_id or request.user
+        # An address or range is limited per client address; a key, subscription, client id
+        # or user is limited as a whole, whichever addresses it comes from.
+        if entry.subject_type in (SubjectType.IP, SubjectType.CIDR):
+            client = _norm(SubjectType.IP, request.ip)
+        else:
+            client = entry.subject
         with self._lock:
-            start, count = self._windows.get((entry.id, client), (window, 0))
+            if len(self._windows) > _MAX_WINDOWS:
+                self._prune(now)
+            end = (window + 1) * period
+            start, count, _ = self._windows.get((entry.id, client), (window, 0, end))
             count = count + 1 if start == window else 1
-            self._windows[(entry.id, client)] = (window, count)
+            self._windows[(entry.id, client)] = (window, count, end)
         if entry.rate is not None and count > entry.rate:
-            retry = int((window + 1) * period - now) + 1
+            retry = int(end - now) + 1
             return Verdict(Decision.THROTTLE, entry, retry_after=retry)
         return Verdict(Decision.ALLOW, entry)
 
 
+def normalize_path(raw: str) -> str:
+    """The path a gateway routes to: no query, %-escapes decoded, '//', '.' and '..' resolved.
+
+    Gateways often pass the request line as sent; a disabled endpoint must not be reachable
+    through another spelling of its path.
+    """
+    path = unquote(raw.split("?", 1)[0].split("#", 1)[0])
+    if not path:
+        return ""
+    return posixpath.normpath(_SLASHES.sub("/", "/" + path))
+
+
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(value.strip())
+        addr = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d: the same client.
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
 
 
 def _norm(subject_type: SubjectType, value: str) -> str:
@@ -187,8 +233,3 @@ def _norm(subject_type: SubjectType, value: str) -> str:
         addr = _parse_ip(value)
         return str(addr) if addr is not None else value
     return value
-
-
-def utc_from_epoch(seconds: float) -> datetime:
-    """Epoch seconds as an aware UTC datetime."""
-    return datetime.fromtimestamp(seconds, UTC)

@@ -1,23 +1,27 @@
-"""Executing jobs: run a step, undo it on expiry, verify a remediation's effects.
+"""Executing jobs: drive a remediation through its steps, and undo a step when it expires.
 
-Every job reads its state fresh from the database, so a job re-run after a crash sees
-what was recorded before it. A step is marked `running` (committed) before its action is
-called: finding a step still `running` means a call may have reached the target, and a
-non-idempotent action is then not called again (at most once), but failed visibly.
+A `run` job drives one remediation: it takes the first step that is pending (or was left
+running), runs it, records the outcome and goes on with the next step, each outcome and the
+start of the next step in one transaction. Every pass reads the state fresh, so a job re-run
+after a crash sees what was recorded before it. A step is marked `running` (committed) before
+its action is called: a step still `running` when its job is taken up again means a call may
+have reached the target, and a non-idempotent action is then failed visibly rather than sent
+twice (at most once).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import aiohttp
 import orjson
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
@@ -27,14 +31,7 @@ from clampdown.engine import planner
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreTasks
 from clampdown.engine.retry import backoff
-from clampdown.errors import (
-    ActionError,
-    ConfigError,
-    ExpressionError,
-    PermanentError,
-    PreconditionError,
-    TransientError,
-)
+from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
 from clampdown.model import Finding, RemediationState, StepState
 from clampdown.playbooks.expressions import Expression, compile_value, render_value
 from clampdown.store import findings, jobs, remediations
@@ -44,6 +41,8 @@ from clampdown.store.jobs import Job
 log = structlog.get_logger("clampdown.engine")
 
 ENGINE = "engine"
+_RUNNING = RemediationState.RUNNING.value
+_VERIFYING = RemediationState.VERIFYING.value
 
 
 @lru_cache(maxsize=4096)
@@ -62,20 +61,44 @@ def _render(spec: dict[str, Any], ctx: dict[str, Any]) -> Any:
     return render_value(_compiled_with(frozen), ctx)
 
 
-@dataclass
-class _Loaded:
-    remediation: dict[str, Any]
-    step: dict[str, Any] | None
-    steps: list[dict[str, Any]]
-    finding: Finding
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class _Run:
+    """What one pass of a `run` job knows; the finding is read once per job."""
+
+    job: Job
+    finding: Finding | None = None
+    remediation: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A step marked running, with everything needed to call its action."""
+
+    step: dict[str, Any]
+    action: Action
+    params: Params
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a call ended: a result, or an error and whether retrying is allowed."""
+
+    result: ActionResult | None = None
+    error: str = ""
+    retry: bool = False
+    retry_after: float | None = None
+
+
+_VERIFY = object()
+
+
 class Executor:
-    """Runs claimed jobs; one instance per worker process."""
+    """Runs claimed jobs; one instance per worker."""
 
     def __init__(
         self,
@@ -91,60 +114,317 @@ class Executor:
         self.cache = cache
         self.session = session
         self.wake = wake
+        self.lease = timedelta(seconds=config.engine.lease_seconds)
 
     async def run(self, job: Job) -> None:
         """Do one job; failures are recorded, never raised."""
         try:
-            if job.kind == planner.RUN_STEP:
-                await self._run_step(job)
+            if job.kind == planner.RUN:
+                await self._drive(_Run(job))
             elif job.kind == planner.UNDO_STEP:
                 await self._undo_step(job)
-            elif job.kind == planner.VERIFY:
-                await self._verify(job)
             else:
-                await asyncio.to_thread(self._finish_job, job)
+                await self.db.run_async(lambda conn: jobs.finish(conn, job.id))
         except Exception:
             # A bug must not kill the worker; the lease lapses and the job is tried again.
             log.exception("job crashed", job=job.id, kind=job.kind, remediation=job.remediation_id)
 
-    # -- loading and small writes ------------------------------------------------------
+    # -- run: one step after the other ----------------------------------------------------
 
-    def _load(self, job: Job) -> _Loaded | None:
-        with self.db.read() as conn:
-            rem = remediations.get(conn, job.remediation_id)
-            if rem is None:
-                return None
-            steps = remediations.steps(conn, job.remediation_id)
-            got = findings.get(conn, rem["finding_id"])
-        if got is None:
+    async def _drive(self, run: _Run) -> None:
+        nxt = await self.db.run_async(partial(self._advance, run=run, previous=None))
+        while isinstance(nxt, _Call):
+            previous = (nxt, await self._call(run, nxt))
+            nxt = await self.db.run_async(partial(self._advance, run=run, previous=previous))
+        if nxt is _VERIFY:
+            await self._verify(run)
+        self._poke()
+
+    def _advance(
+        self, conn: Connection, run: _Run, previous: tuple[_Call, _Outcome] | None
+    ) -> object:
+        """Record the previous call's outcome and start the next step, in one transaction.
+
+        Returns the next `_Call`, `_VERIFY` when every step is done, or None when the job
+        has ended (finished, waiting for a person or a retry, or failed).
+        """
+        now = _now()
+        if previous is not None and not self._record(conn, run, *previous, now=now):
             return None
-        step = next((s for s in steps if s["key"] == job.step_key), None)
-        return _Loaded(rem, step, steps, got[0])
+        return self._next(conn, run, now)
 
-    def _finish_job(self, job: Job) -> None:
-        with self.db.write() as conn:
+    def _load(self, conn: Connection, run: _Run) -> bool:
+        rem = remediations.get(conn, run.job.remediation_id)
+        if rem is None:
+            return False
+        run.remediation = rem
+        run.steps = remediations.steps(conn, rem["id"])
+        if run.finding is None:
+            got = findings.get(conn, rem["finding_id"])
+            if got is None:
+                return False
+            run.finding = got[0]
+        return True
+
+    def _next(self, conn: Connection, run: _Run, now: datetime) -> object:
+        job = run.job
+        if not self._load(conn, run):
             jobs.finish(conn, job.id)
+            return None
+        state = run.remediation["state"]
+        if state == _VERIFYING:
+            return _VERIFY
+        if state != _RUNNING or any(s["state"] == StepState.WAITING.value for s in run.steps):
+            jobs.finish(conn, job.id)
+            return None
+        for step in run.steps:
+            if step["state"] not in (StepState.PENDING.value, StepState.RUNNING.value):
+                continue
+            action = registry.get(step["action"]) if step["action"] in registry.CATALOG else None
+            problem = self._refuse(run, step, action)
+            if problem is None:
+                assert action is not None
+                try:
+                    condition = step["spec"].get("if")
+                    ctx = self._context(run)
+                    if condition and not _condition(condition).test(ctx):
+                        self._set_step(
+                            conn, run, step, StepState.SKIPPED, f"if: {condition} was false", now
+                        )
+                        continue
+                    params = action.params.model_validate(_render(step["spec"], ctx))
+                except ExpressionError as exc:
+                    problem = f"expression: {exc}"
+                except ValidationError as exc:
+                    problem = "parameters: " + _validation_text(exc)
+                else:
+                    return self._start(conn, run, step, action, params, now)
+            self._fail(conn, run, step, problem, now)
+            return None
+        if remediations.set_state(
+            conn,
+            job.remediation_id,
+            from_state=_RUNNING,
+            to_state=_VERIFYING,
+            reason="every step ran",
+            actor=ENGINE,
+            now=now,
+        ):
+            jobs.extend_lease(conn, job.id, now + self.lease)
+            return _VERIFY
+        jobs.finish(conn, job.id)
+        return None
 
-    def _context(self, loaded: _Loaded) -> dict[str, Any]:
+    @staticmethod
+    def _refuse(run: _Run, step: dict[str, Any], action: Action | None) -> str | None:
+        if action is None:
+            return f"unknown action {step['action']!r}"
+        if step["state"] == StepState.RUNNING.value and not action.idempotent:
+            return (
+                "the worker stopped during this call; it may or may not have reached the "
+                "target, and this action is not idempotent, so it is not sent again"
+            )
+        return None
+
+    def _context(self, run: _Run) -> dict[str, Any]:
+        assert run.finding is not None
         return {
-            "finding": loaded.finding.expression_view(),
+            "finding": run.finding.expression_view(),
             "steps": {
                 s["key"]: {"status": s["state"], "output": (s["result"] or {}).get("output", {})}
-                for s in loaded.steps
+                for s in run.steps
             },
-            "playbook": {"name": loaded.remediation["playbook"]},
+            "playbook": {"name": run.remediation["playbook"]},
         }
+
+    def _start(
+        self,
+        conn: Connection,
+        run: _Run,
+        step: dict[str, Any],
+        action: Action,
+        params: Params,
+        now: datetime,
+    ) -> _Call:
+        expires = step["spec"].get("expires")
+        values = {
+            "state": StepState.RUNNING.value,
+            "attempts": step["attempts"] + 1,
+            "params": params.model_dump(mode="json"),
+            "started_at": step["started_at"] or now,
+            "expires_at": step["expires_at"]
+            or (now + timedelta(seconds=expires) if expires else None),
+        }
+        remediations.update_step(conn, run.job.remediation_id, step["key"], **values)
+        if step["state"] != StepState.RUNNING.value:
+            remediations.record(
+                conn,
+                run.job.remediation_id,
+                step["key"],
+                step["state"],
+                StepState.RUNNING.value,
+                reason=f"attempt {values['attempts']}",
+                actor=ENGINE,
+                now=now,
+            )
+        jobs.extend_lease(conn, run.job.id, now + self.lease)
+        return _Call({**step, **values}, action, params)
+
+    async def _call(self, run: _Run, call: _Call) -> _Outcome:
+        try:
+            actx = self._action_context(run.job.remediation_id, call.step, call.params)
+            async with asyncio.timeout(actx.target.timeout + 1):
+                return _Outcome(result=await call.action.run(call.params, actx))
+        except TransientError as exc:
+            retry = call.action.idempotent or not exc.maybe_delivered
+            return _Outcome(error=_once(str(exc), retry), retry=retry, retry_after=exc.retry_after)
+        except TimeoutError:
+            retry = call.action.idempotent
+            return _Outcome(error=_once("timed out", retry), retry=retry)
+        except (ActionError, ConfigError) as exc:
+            return _Outcome(error=str(exc))
+
+    def _record(
+        self, conn: Connection, run: _Run, call: _Call, outcome: _Outcome, *, now: datetime
+    ) -> bool:
+        """Store a call's outcome; True when the remediation goes on in this job."""
+        rid, step = run.job.remediation_id, call.step
+        if outcome.result is not None:
+            result = outcome.result
+            state = StepState.WAITING if result.waiting else StepState.SUCCEEDED
+            remediations.update_step(
+                conn,
+                rid,
+                step["key"],
+                state=state.value,
+                result=result.model_dump(mode="json"),
+                error=None,
+                finished_at=None if result.waiting else now,
+            )
+            remediations.record(
+                conn,
+                rid,
+                step["key"],
+                StepState.RUNNING.value,
+                state.value,
+                reason=result.summary or "done",
+                actor=ENGINE,
+                now=now,
+            )
+            if call.action.reversible and step["expires_at"] is not None:
+                jobs.enqueue(
+                    conn, planner.UNDO_STEP, rid, step["key"], due_at=step["expires_at"], now=now
+                )
+            if result.waiting:
+                jobs.finish(conn, run.job.id)
+                return False
+            return True
+        engine = self.config.engine
+        if outcome.retry and step["attempts"] < engine.max_attempts:
+            delay = backoff(
+                step["attempts"],
+                initial=engine.backoff_initial,
+                maximum=engine.backoff_max,
+                retry_after=outcome.retry_after,
+            )
+            remediations.update_step(
+                conn, rid, step["key"], state=StepState.PENDING.value, error=outcome.error
+            )
+            remediations.record(
+                conn,
+                rid,
+                step["key"],
+                StepState.RUNNING.value,
+                StepState.PENDING.value,
+                reason=f"{outcome.error}; retry in {delay:.2f}s",
+                actor=ENGINE,
+                now=now,
+            )
+            jobs.retry_at(conn, run.job.id, now + timedelta(seconds=delay))
+            return False
+        error = outcome.error
+        if outcome.retry:
+            error = f"gave up after {step['attempts']} attempts: {error}"
+        self._fail(conn, run, step, error, now)
+        return False
+
+    def _set_step(
+        self,
+        conn: Connection,
+        run: _Run,
+        step: dict[str, Any],
+        state: StepState,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        remediations.update_step(
+            conn, run.job.remediation_id, step["key"], state=state.value, finished_at=now
+        )
+        remediations.record(
+            conn,
+            run.job.remediation_id,
+            step["key"],
+            step["state"],
+            state.value,
+            reason=reason,
+            actor=ENGINE,
+            now=now,
+        )
+        step["state"] = state.value
+
+    def _fail(
+        self, conn: Connection, run: _Run, step: dict[str, Any], error: str, now: datetime
+    ) -> None:
+        """Fail the step, skip the rest, fail the remediation and end the job."""
+        rid = run.job.remediation_id
+        log.warning("step failed", remediation=rid, step=step["key"], error=error)
+        remediations.update_step(
+            conn, rid, step["key"], state=StepState.FAILED.value, error=error, finished_at=now
+        )
+        remediations.record(
+            conn,
+            rid,
+            step["key"],
+            step["state"],
+            StepState.FAILED.value,
+            reason=error,
+            actor=ENGINE,
+            now=now,
+        )
+        for other in remediations.steps(conn, rid):
+            if other["state"] == StepState.PENDING.value:
+                remediations.update_step(conn, rid, other["key"], state=StepState.SKIPPED.value)
+                remediations.record(
+                    conn,
+                    rid,
+                    other["key"],
+                    StepState.PENDING.value,
+                    StepState.SKIPPED.value,
+                    reason="an earlier step failed",
+                    actor=ENGINE,
+                    now=now,
+                )
+        remediations.set_state(
+            conn,
+            rid,
+            from_state=_RUNNING,
+            to_state=RemediationState.FAILED.value,
+            reason=f"step {step['key']} failed: {error}",
+            actor=ENGINE,
+            now=now,
+        )
+        jobs.finish(conn, run.job.id)
 
     def _action_context(self, rid: str, step: dict[str, Any], params: Params) -> ActionContext:
         target = self.config.targets.get(params.target)
         if target is None:
-            raise PreconditionError(f"no target named {params.target!r} is configured")
+            raise ConfigError(f"no target named {params.target!r} is configured")
         action = registry.CATALOG[step["action"]]
         if target.type not in action.target_types:
-            raise PreconditionError(
+            raise ConfigError(
                 f"{action.name} cannot act on target {params.target!r} of type {target.type}"
             )
-        url = "" if target.type == "builtin" else _safe_url(target.resolve_url, params.target)
+        url = "" if target.type == "builtin" else target.resolve_url()
         return ActionContext(
             remediation_id=rid,
             step_id=step["key"],
@@ -157,384 +437,173 @@ class Executor:
             http=TargetHttp(self.session, url, params.target),
         )
 
-    # -- run_step ----------------------------------------------------------------------
-
-    async def _run_step(self, job: Job) -> None:
-        loaded = await asyncio.to_thread(self._load, job)
-        if (
-            loaded is None
-            or loaded.step is None
-            or loaded.remediation["state"] != RemediationState.RUNNING.value
-            or StepState(loaded.step["state"]).final
-            or loaded.step["state"] == StepState.WAITING.value
-        ):
-            await asyncio.to_thread(self._finish_job, job)
-            return
-        step, rid = loaded.step, job.remediation_id
-        action = registry.get(step["action"]) if step["action"] in registry.CATALOG else None
-        if action is None:
-            await self._fail(job, step, f"unknown action {step['action']!r}")
-            return
-        if step["state"] == StepState.RUNNING.value and not action.idempotent:
-            await self._fail(
-                job,
-                step,
-                "the worker stopped during this call; it may or may not have reached the "
-                "target, and this action is not idempotent, so it is not sent again",
-            )
-            return
-        ctx = self._context(loaded)
-        try:
-            condition = step["spec"].get("if")
-            if condition and not _condition(condition).test(ctx):
-                await asyncio.to_thread(self._skip, job, step, f"if: {condition} was false")
-                return
-            params = action.params.model_validate(_render(step["spec"], ctx))
-            expires = step["spec"].get("expires")
-            step = await asyncio.to_thread(self._start, job, step, params, expires)
-            actx = self._action_context(rid, step, params)
-        except ExpressionError as exc:
-            await self._fail(job, step, f"expression: {exc}")
-            return
-        except ValidationError as exc:
-            await self._fail(job, step, "parameters: " + _validation_text(exc))
-            return
-        except (ActionError, ConfigError) as exc:
-            await self._fail(job, step, str(exc))
-            return
-        try:
-            async with asyncio.timeout(actx.target.timeout + 1):
-                result = await action.run(params, actx)
-        except TransientError as exc:
-            await self._transient(job, step, str(exc), exc.retry_after)
-            return
-        except TimeoutError:
-            await self._transient(job, step, "timed out", None)
-            return
-        except (PermanentError, PreconditionError, ConfigError) as exc:
-            await self._fail(job, step, str(exc))
-            return
-        await asyncio.to_thread(self._succeeded, job, step, action, result)
-
-    def _start(
-        self, job: Job, step: dict[str, Any], params: Params, expires: float | None
-    ) -> dict[str, Any]:
-        now = _now()
-        expires_at = step["expires_at"] or (now + timedelta(seconds=expires) if expires else None)
-        values = {
-            "state": StepState.RUNNING.value,
-            "attempts": step["attempts"] + 1,
-            "params": params.model_dump(mode="json"),
-            "started_at": step["started_at"] or now,
-            "expires_at": expires_at,
-        }
-        with self.db.write() as conn:
-            remediations.update_step(conn, job.remediation_id, step["key"], **values)
-            if step["state"] != StepState.RUNNING.value:
-                remediations.record(
-                    conn,
-                    job.remediation_id,
-                    step["key"],
-                    step["state"],
-                    StepState.RUNNING.value,
-                    reason=f"attempt {values['attempts']}",
-                    actor=ENGINE,
-                    now=now,
-                )
-        return {**step, **values}
-
-    def _skip(self, job: Job, step: dict[str, Any], reason: str) -> None:
-        now = _now()
-        with self.db.write() as conn:
-            remediations.update_step(
-                conn,
-                job.remediation_id,
-                step["key"],
-                state=StepState.SKIPPED.value,
-                finished_at=now,
-            )
-            remediations.record(
-                conn,
-                job.remediation_id,
-                step["key"],
-                step["state"],
-                StepState.SKIPPED.value,
-                reason=reason,
-                actor=ENGINE,
-                now=now,
-            )
-            jobs.finish(conn, job.id)
-            planner.advance(conn, job.remediation_id, now)
-
-    def _succeeded(
-        self, job: Job, step: dict[str, Any], action: Action, result: ActionResult
-    ) -> None:
-        now = _now()
-        state = StepState.WAITING if result.waiting else StepState.SUCCEEDED
-        with self.db.write() as conn:
-            remediations.update_step(
-                conn,
-                job.remediation_id,
-                step["key"],
-                state=state.value,
-                result=result.model_dump(mode="json"),
-                error=None,
-                finished_at=None if result.waiting else now,
-            )
-            remediations.record(
-                conn,
-                job.remediation_id,
-                step["key"],
-                StepState.RUNNING.value,
-                state.value,
-                reason=result.summary or "done",
-                actor=ENGINE,
-                now=now,
-            )
-            jobs.finish(conn, job.id)
-            if action.reversible and step["expires_at"] is not None:
-                jobs.enqueue(
-                    conn,
-                    planner.UNDO_STEP,
-                    job.remediation_id,
-                    step["key"],
-                    due_at=step["expires_at"],
-                    now=now,
-                )
-            if not result.waiting:
-                planner.advance(conn, job.remediation_id, now)
-        self._poke()
-
-    async def _transient(
-        self, job: Job, step: dict[str, Any], error: str, retry_after: float | None
-    ) -> None:
-        engine = self.config.engine
-        if step["attempts"] >= engine.max_attempts:
-            await self._fail(job, step, f"gave up after {step['attempts']} attempts: {error}")
-            return
-        delay = backoff(
-            step["attempts"],
-            initial=engine.backoff_initial,
-            maximum=engine.backoff_max,
-            retry_after=retry_after,
-        )
-
-        def reschedule() -> None:
-            now = _now()
-            with self.db.write() as conn:
-                remediations.update_step(
-                    conn,
-                    job.remediation_id,
-                    step["key"],
-                    state=StepState.PENDING.value,
-                    error=error,
-                )
-                remediations.record(
-                    conn,
-                    job.remediation_id,
-                    step["key"],
-                    StepState.RUNNING.value,
-                    StepState.PENDING.value,
-                    reason=f"{error}; retry in {delay:.2f}s",
-                    actor=ENGINE,
-                    now=now,
-                )
-                jobs.retry_at(conn, job.id, now + timedelta(seconds=delay))
-
-        await asyncio.to_thread(reschedule)
-        self._poke()
-
-    async def _fail(self, job: Job, step: dict[str, Any], error: str) -> None:
-        log.warning("step failed", remediation=job.remediation_id, step=step["key"], error=error)
-
-        def fail() -> None:
-            now = _now()
-            with self.db.write() as conn:
-                remediations.update_step(
-                    conn,
-                    job.remediation_id,
-                    step["key"],
-                    state=StepState.FAILED.value,
-                    error=error,
-                    finished_at=now,
-                )
-                remediations.record(
-                    conn,
-                    job.remediation_id,
-                    step["key"],
-                    step["state"],
-                    StepState.FAILED.value,
-                    reason=error,
-                    actor=ENGINE,
-                    now=now,
-                )
-                jobs.finish(conn, job.id)
-                _stop_remaining(conn, job.remediation_id, now)
-                remediations.set_state(
-                    conn,
-                    job.remediation_id,
-                    from_state=RemediationState.RUNNING.value,
-                    to_state=RemediationState.FAILED.value,
-                    reason=f"step {step['key']} failed: {error}",
-                    actor=ENGINE,
-                    now=now,
-                )
-
-        await asyncio.to_thread(fail)
-
     def _poke(self) -> None:
         if self.wake is not None:
             self.wake.set()
 
-    # -- verify ------------------------------------------------------------------------
+    # -- verify ----------------------------------------------------------------------------
 
-    async def _verify(self, job: Job) -> None:
-        loaded = await asyncio.to_thread(self._load, job)
-        if loaded is None or loaded.remediation["state"] != RemediationState.VERIFYING.value:
-            await asyncio.to_thread(self._finish_job, job)
-            return
+    async def _verify(self, run: _Run) -> None:
+        """Check every verifiable effect still in place, then end the remediation."""
         problems = []
-        for step in loaded.steps:
+        undone = False
+        for step in run.steps:
             action = registry.CATALOG.get(step["action"])
-            if action is None or not action.verifiable:
-                continue
-            if step["state"] != StepState.SUCCEEDED.value:
+            undone = undone or step["state"] == StepState.UNDONE.value
+            if (
+                action is None
+                or not action.verifiable
+                or step["state"] != StepState.SUCCEEDED.value
+            ):
                 continue
             instance = action()
             params = instance.params.model_validate(step["params"])
             result = ActionResult.model_validate(step["result"])
             try:
-                ok = await instance.verify(
-                    params, result, self._action_context(job.remediation_id, step, params)
-                )
-            except ActionError as exc:
+                ctx = self._action_context(run.job.remediation_id, step, params)
+                ok, reason = await instance.verify(params, result, ctx), "not in effect"
+            except (ActionError, ConfigError) as exc:
                 ok, reason = False, str(exc)
-            else:
-                reason = "not in effect"
             if not ok:
                 problems.append(f"{step['key']}: {reason}")
+        held = any(
+            s["state"] == StepState.SUCCEEDED.value and s["expires_at"] is not None
+            for s in run.steps
+        )
+        if problems:
+            target, reason = RemediationState.FAILED, "verification failed: " + "; ".join(problems)
+        elif undone and not held:
+            # The expiry came before the last step finished: nothing is held any more.
+            target, reason = RemediationState.EXPIRED, "every temporary containment already expired"
+        else:
+            target, reason = RemediationState.SUCCEEDED, "verified"
 
-        def finish() -> None:
+        def finish(conn: Connection) -> None:
             now = _now()
-            target = RemediationState.FAILED if problems else RemediationState.SUCCEEDED
-            reason = "verification failed: " + "; ".join(problems) if problems else "verified"
-            with self.db.write() as conn:
-                remediations.set_state(
-                    conn,
-                    job.remediation_id,
-                    from_state=RemediationState.VERIFYING.value,
-                    to_state=target.value,
-                    reason=reason,
-                    actor=ENGINE,
-                    now=now,
-                )
-                jobs.finish(conn, job.id)
+            remediations.set_state(
+                conn,
+                run.job.remediation_id,
+                from_state=_VERIFYING,
+                to_state=target.value,
+                reason=reason,
+                actor=ENGINE,
+                now=now,
+            )
+            jobs.finish(conn, run.job.id)
 
-        await asyncio.to_thread(finish)
+        await self.db.run_async(finish)
 
-    # -- undo on expiry ----------------------------------------------------------------
+    # -- undo on expiry --------------------------------------------------------------------
 
     async def _undo_step(self, job: Job) -> None:
-        loaded = await asyncio.to_thread(self._load, job)
-        step = loaded.step if loaded else None
-        if loaded is None or step is None or step["state"] != StepState.SUCCEEDED.value:
-            await asyncio.to_thread(self._finish_job, job)
+        step = await self.db.run_async(lambda conn: self._undo_target(conn, job))
+        if step is None:
             return
         action = registry.get(step["action"])
         params = action.params.model_validate(step["params"])
         result = ActionResult.model_validate(step["result"])
+        error, retry_after, transient = "", None, False
         try:
-            await action.undo(
-                params, result, self._action_context(job.remediation_id, step, params)
-            )
+            ctx = self._action_context(job.remediation_id, step, params)
+            await action.undo(params, result, ctx)
         except TransientError as exc:
-            delay = backoff(
-                2,
-                initial=self.config.engine.backoff_initial,
-                maximum=self.config.engine.backoff_max,
-                retry_after=exc.retry_after,
-            )
-
-            def later() -> None:
-                with self.db.write() as conn:
-                    jobs.retry_at(conn, job.id, _now() + timedelta(seconds=delay))
-
-            await asyncio.to_thread(later)
-            return
-        except ActionError as exc:
+            error, retry_after, transient = str(exc), exc.retry_after, True
+        except (ActionError, ConfigError) as exc:
             error = str(exc)
-        else:
-            error = ""
-        await asyncio.to_thread(self._undone, job, loaded, step, error)
+        await self.db.run_async(
+            lambda conn: self._undone(conn, job, step, error, transient, retry_after, _now())
+        )
 
-    def _undone(self, job: Job, loaded: _Loaded, step: dict[str, Any], error: str) -> None:
-        now = _now()
-        rid = job.remediation_id
-        with self.db.write() as conn:
+    @staticmethod
+    def _undo_target(conn: Connection, job: Job) -> dict[str, Any] | None:
+        step = remediations.get_step(conn, job.remediation_id, job.step_key or "")
+        if step is None or step["state"] != StepState.SUCCEEDED.value:
             jobs.finish(conn, job.id)
-            if error:
-                remediations.update_step(conn, rid, step["key"], error=f"undo failed: {error}")
-                remediations.record(
-                    conn,
-                    rid,
-                    step["key"],
-                    step["state"],
-                    step["state"],
-                    reason=f"expiry undo failed: {error}",
-                    actor=ENGINE,
-                    now=now,
-                )
-                return
-            remediations.update_step(conn, rid, step["key"], state=StepState.UNDONE.value)
+            return None
+        return step
+
+    def _undone(
+        self,
+        conn: Connection,
+        job: Job,
+        step: dict[str, Any],
+        error: str,
+        transient: bool,
+        retry_after: float | None,
+        now: datetime,
+    ) -> None:
+        rid, key = job.remediation_id, step["key"]
+        engine = self.config.engine
+        if error and transient and job.attempts + 1 < engine.max_attempts:
+            delay = backoff(
+                job.attempts + 1,
+                initial=engine.backoff_initial,
+                maximum=engine.backoff_max,
+                retry_after=retry_after,
+            )
             remediations.record(
                 conn,
                 rid,
-                step["key"],
-                StepState.SUCCEEDED.value,
-                StepState.UNDONE.value,
-                reason="expired: undone on schedule",
+                key,
+                step["state"],
+                step["state"],
+                reason=f"expiry undo: {error}; retry in {delay:.2f}s",
                 actor=ENGINE,
                 now=now,
             )
-            still_held = [
-                s
-                for s in remediations.steps(conn, rid)
-                if s["state"] == StepState.SUCCEEDED.value and s["expires_at"] is not None
-            ]
-            if not still_held:
-                remediations.set_state(
-                    conn,
-                    rid,
-                    from_state=RemediationState.SUCCEEDED.value,
-                    to_state=RemediationState.EXPIRED.value,
-                    reason="every temporary containment expired and was undone",
-                    actor=ENGINE,
-                    now=now,
-                )
-
-
-def _stop_remaining(conn: Any, rid: str, now: datetime) -> None:
-    for s in remediations.steps(conn, rid):
-        if s["state"] == StepState.PENDING.value:
-            remediations.update_step(conn, rid, s["key"], state=StepState.SKIPPED.value)
+            jobs.retry_at(conn, job.id, now + timedelta(seconds=delay), attempt=True)
+            return
+        jobs.finish(conn, job.id)
+        if error:
+            # Still in force: say so where operators look, and keep the step as it is.
+            log.error("expiry undo failed", remediation=rid, step=key, error=error)
+            remediations.update_step(conn, rid, key, error=f"expiry undo failed: {error}")
             remediations.record(
                 conn,
                 rid,
-                s["key"],
-                StepState.PENDING.value,
-                StepState.SKIPPED.value,
-                reason="an earlier step failed",
+                key,
+                step["state"],
+                step["state"],
+                reason=f"expiry undo failed, the effect is still in force: {error}",
                 actor=ENGINE,
                 now=now,
             )
-    jobs.cancel_for(conn, rid, planner.RUN_STEP)
+            return
+        remediations.update_step(conn, rid, key, state=StepState.UNDONE.value)
+        remediations.record(
+            conn,
+            rid,
+            key,
+            StepState.SUCCEEDED.value,
+            StepState.UNDONE.value,
+            reason="expired: undone on schedule",
+            actor=ENGINE,
+            now=now,
+        )
+        still_held = [
+            s
+            for s in remediations.steps(conn, rid)
+            if s["state"] == StepState.SUCCEEDED.value and s["expires_at"] is not None
+        ]
+        if not still_held:
+            remediations.set_state(
+                conn,
+                rid,
+                from_state=RemediationState.SUCCEEDED.value,
+                to_state=RemediationState.EXPIRED.value,
+                reason="every temporary containment expired and was undone",
+                actor=ENGINE,
+                now=now,
+            )
 
 
-def _safe_url(resolve: Any, target: str) -> str:
-    try:
-        return str(resolve())
-    except ConfigError as exc:
-        raise PreconditionError(f"target {target}: {exc}") from exc
+def _once(error: str, retry: bool) -> str:
+    if retry:
+        return error
+    return (
+        f"{error}; it may have reached the target and this action is not idempotent, "
+        "so it is not sent again"
+    )
 
 
 def _validation_text(exc: ValidationError) -> str:

@@ -15,9 +15,10 @@ from clampdown.playbooks import Playbook
 from clampdown.store import jobs, remediations
 
 SYSTEM = "system"
-RUN_STEP = "run_step"
+RUN = "run"
+"""Drive a remediation: run its pending steps in order, then verify."""
 UNDO_STEP = "undo_step"
-VERIFY = "verify"
+"""Undo one step whose expiry has come."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _create(
         conn, [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
     )
     if target is RemediationState.RUNNING and playbook.steps:
-        jobs.enqueue(conn, RUN_STEP, rid, playbook.steps[0].id, due_at=now, now=now)
+        jobs.enqueue(conn, RUN, rid, None, due_at=now, now=now)
     return Planned(rid, playbook.name, target.value, joined=False)
 
 
@@ -164,21 +165,6 @@ def _step_row(rid: str, position: int, step: Any, ctx: dict[str, Any], dry: bool
 
 
 def advance(conn: Connection, rid: str, now: datetime) -> None:
-    """Queue the next pending step, or move to verification when none is left."""
-    steps = remediations.steps(conn, rid)
-    if any(s["state"] == StepState.WAITING.value for s in steps):
-        return
-    pending = next((s for s in steps if s["state"] == StepState.PENDING.value), None)
-    if pending is not None:
-        jobs.enqueue(conn, RUN_STEP, rid, pending["key"], due_at=now, now=now)
-        return
-    if remediations.set_state(
-        conn,
-        rid,
-        from_state=RemediationState.RUNNING.value,
-        to_state=RemediationState.VERIFYING.value,
-        reason="every step ran",
-        actor=SYSTEM,
-        now=now,
-    ):
-        jobs.enqueue(conn, VERIFY, rid, None, due_at=now, now=now)
+    """Let the engine go on with a remediation (after an approval or a completed task)."""
+    if not any(s["state"] == StepState.WAITING.value for s in remediations.steps(conn, rid)):
+        jobs.enqueue(conn, RUN, rid, None, due_at=now, now=now)

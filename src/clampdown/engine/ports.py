@@ -41,34 +41,31 @@ class StoreContainments:
         self._remediation_id = remediation_id
 
     async def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
-        return await asyncio.to_thread(self._add, spec, key, expires_at)
-
-    def _add(self, spec: ContainmentSpec, key: str, expires_at: datetime | None) -> str:
-        with self._db.write() as conn:
-            cid, _ = containments.add(
-                conn,
-                {
-                    "key": key,
-                    "kind": spec.kind.value,
-                    "subject_type": spec.subject_type.value,
-                    "subject": spec.subject,
-                    "scope": spec.scope,
-                    "rate": spec.rate,
-                    "period_seconds": spec.period_seconds,
-                    "reason": spec.reason,
-                    "remediation_id": self._remediation_id,
-                    "created_by": self._actor,
-                    "expires_at": expires_at,
-                },
-                now=datetime.now(UTC),
-            )
-        refresh_decisions(self._db, self._cache)
+        now = datetime.now(UTC)
+        values = {
+            "key": key,
+            "kind": spec.kind.value,
+            "subject_type": spec.subject_type.value,
+            "subject": spec.subject,
+            "scope": spec.scope,
+            "rate": spec.rate,
+            "period_seconds": spec.period_seconds,
+            "reason": spec.reason,
+            "remediation_id": self._remediation_id,
+            "created_by": self._actor,
+            "expires_at": expires_at,
+        }
+        cid, created = await self._db.run_async(
+            lambda conn: containments.add(conn, values, now=now)
+        )
+        if created:
+            # Enforced by this process at once; the stream brings it to the others.
+            self._cache.apply([("add", {**values, "id": cid})], self._cache.cursor)
         return cid
 
     async def remove(self, containment_id: str, *, reason: str) -> bool:
-        return await asyncio.to_thread(
-            self._change,
-            lambda conn, now: containments.remove(conn, containment_id, reason=reason, now=now),
+        return await self._change(
+            lambda conn, now: containments.remove(conn, containment_id, reason=reason, now=now)
         )
 
     async def remove_matching(self, spec: ContainmentSpec, *, reason: str) -> list[str]:
@@ -84,12 +81,12 @@ class StoreContainments:
                 containments.remove(conn, cid, reason=reason, now=now)
             return ids
 
-        return await asyncio.to_thread(self._change, lift)
+        return await self._change(lift)
 
-    def _change(self, fn: Callable[[Connection, datetime], T]) -> T:
-        with self._db.write() as conn:
-            result = fn(conn, datetime.now(UTC))
-        refresh_decisions(self._db, self._cache)
+    async def _change(self, fn: Callable[[Connection, datetime], T]) -> T:
+        result = await self._db.run_async(lambda conn: fn(conn, datetime.now(UTC)))
+        # Lifting must take effect here at once, not at the next refresh.
+        await asyncio.to_thread(refresh_decisions, self._db, self._cache)
         return result
 
     async def is_active(self, containment_id: str) -> bool:
@@ -110,27 +107,24 @@ class StoreTasks:
         self._step_key = step_key
 
     async def create(self, spec: TaskSpec, *, key: str) -> str:
-        def create() -> str:
-            with self._db.write() as conn:
-                tid, _ = tasks.create(
-                    conn,
-                    {
-                        "key": key,
-                        "remediation_id": self._remediation_id,
-                        "step_key": self._step_key,
-                        "title": spec.title,
-                        "why": spec.why,
-                        "steps": list(spec.steps),
-                        "links": list(spec.links),
-                        "evidence": list(spec.evidence),
-                        "owner": spec.owner,
-                        "due_at": spec.due_at,
-                        "completed_at": None,
-                        "completed_by": None,
-                        "note": None,
-                    },
-                    now=datetime.now(UTC),
-                )
+        values = {
+            "key": key,
+            "remediation_id": self._remediation_id,
+            "step_key": self._step_key,
+            "title": spec.title,
+            "why": spec.why,
+            "steps": list(spec.steps),
+            "links": list(spec.links),
+            "evidence": list(spec.evidence),
+            "owner": spec.owner,
+            "due_at": spec.due_at,
+            "completed_at": None,
+            "completed_by": None,
+            "note": None,
+        }
+
+        def create(conn: Connection) -> str:
+            tid, _ = tasks.create(conn, values, now=datetime.now(UTC))
             return tid
 
-        return await asyncio.to_thread(create)
+        return await self._db.run_async(create)

@@ -6,10 +6,12 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import structlog
+from sqlalchemy import Connection
 
 from clampdown.config import Config
 from clampdown.engine.decisions import DecisionCache
@@ -72,7 +74,7 @@ class Worker:
             while not stop.is_set():
                 self.wake.clear()
                 free = settings.concurrency - len(self._running)
-                claimed = await asyncio.to_thread(self._claim, free) if free > 0 else []
+                claimed = await self.db.run_async(self._claim(free)) if free > 0 else []
                 for job in claimed:
                     task = asyncio.create_task(executor.run(job))
                     self._running.add(task)
@@ -99,11 +101,14 @@ class Worker:
             log.info("resumed work of a stopped worker", jobs=freed)
         refresh_decisions(self.db, self.cache)
 
-    def _claim(self, limit: int) -> list[jobs.Job]:
-        now = datetime.now(UTC)
+    def _claim(self, limit: int) -> Callable[[Connection], list[jobs.Job]]:
         lease = timedelta(seconds=self.config.engine.lease_seconds)
-        with self.db.write() as conn:
+
+        def claim(conn: Connection) -> list[jobs.Job]:
+            now = datetime.now(UTC)
             return jobs.claim(conn, owner=self.owner, now=now, lease=lease, limit=limit)
+
+        return claim
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         timeout = self.config.engine.poll_interval

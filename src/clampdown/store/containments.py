@@ -6,12 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from clampdown.store.tables import ContainmentEventRow, ContainmentRow, table
 
 _t = table(ContainmentRow)
 _ev = table(ContainmentEventRow)
+_INSERT = insert(_t)
+_INSERT_EVENT = insert(_ev)
+_BY_KEY = select(_t.c.id).where(_t.c.key == bindparam("b_key"))
+_LIFT = (
+    update(_t)
+    .where(_t.c.id == bindparam("b_id"), _t.c.removed_at.is_(None))
+    .values(removed_at=bindparam("b_now"), removed_reason=bindparam("b_reason"))
+)
 _STREAM_LOCK = 0x636C616D  # any constant shared by every Clampdown process
 
 
@@ -24,26 +32,22 @@ def _serialize_stream(conn: Connection) -> None:
 
 def add(conn: Connection, values: dict[str, Any], *, now: datetime) -> tuple[str, bool]:
     """Insert a containment unless one with the same key exists; returns (id, inserted)."""
-    existing = conn.execute(select(_t.c.id).where(_t.c.key == values["key"])).scalar()
+    existing = conn.execute(_BY_KEY, {"b_key": values["key"]}).scalar()
     if existing is not None:
         return str(existing), False
     _serialize_stream(conn)
     cid = uuid.uuid4().hex
-    conn.execute(insert(_t).values(id=cid, created_at=now, **values))
-    conn.execute(insert(_ev).values(containment_id=cid, op="add", at=now))
+    conn.execute(_INSERT, {**values, "id": cid, "created_at": now})
+    conn.execute(_INSERT_EVENT, {"containment_id": cid, "op": "add", "at": now})
     return cid, True
 
 
 def remove(conn: Connection, containment_id: str, *, reason: str, now: datetime) -> bool:
     """Lift a containment; False when it was not active."""
     _serialize_stream(conn)
-    done = conn.execute(
-        update(_t)
-        .where(_t.c.id == containment_id, _t.c.removed_at.is_(None))
-        .values(removed_at=now, removed_reason=reason)
-    ).rowcount
+    done = conn.execute(_LIFT, {"b_id": containment_id, "b_now": now, "b_reason": reason}).rowcount
     if done:
-        conn.execute(insert(_ev).values(containment_id=containment_id, op="remove", at=now))
+        conn.execute(_INSERT_EVENT, {"containment_id": containment_id, "op": "remove", "at": now})
     return bool(done)
 
 

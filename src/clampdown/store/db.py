@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -15,9 +19,26 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from clampdown.errors import ConfigError
 
+T = TypeVar("T")
+
+MAX_BATCH = 256
+"""Most write functions committed together by the group-commit writer."""
+
+
+@dataclass
+class _Write(Generic[T]):
+    fn: Callable[[Connection], T]
+    future: Future[T] = field(default_factory=Future)
+
 
 class Database:
-    """One database, with a write path that serializes writers where the backend needs it."""
+    """One database, with a write path that serializes writers where the backend needs it.
+
+    `run` and `run_async` hand a function to one writer thread, which runs every function
+    waiting at that moment in a single transaction (group commit): each caller resumes once
+    the transaction holding its writes is committed. `write` is a plain transaction, for
+    rare writes and for tools.
+    """
 
     def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
         url = _driver_url(url)
@@ -28,6 +49,73 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite allows one writer: a process-wide lock avoids "database is locked" retries.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_guard = threading.Lock()
+
+    def submit(self, fn: Callable[[Connection], T]) -> Future[T]:
+        """Queue `fn` for the group-commit writer; the future resolves after the commit."""
+        if self._writer is None:
+            self._start_writer()
+        item: _Write[T] = _Write(fn)
+        self._queue.put(item)
+        return item.future
+
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a group-committed write transaction and return its result."""
+        return self.submit(fn).result()
+
+    async def run_async(self, fn: Callable[[Connection], T]) -> T:
+        """`run` for coroutines: the event loop is not blocked while waiting."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _start_writer(self) -> None:
+        with self._writer_guard:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="clampdown-writer", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch: list[_Write[Any]] = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._commit(batch)
+                    return
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        results: list[Any] = []
+        try:
+            with self.write() as conn:
+                for item in batch:
+                    results.append(item.fn(conn))
+        except Exception:
+            # Something in the batch failed: run each alone, so that only that one fails.
+            for item in batch:
+                self._one(item)
+            return
+        for item, result in zip(batch, results, strict=True):
+            item.future.set_result(result)
+
+    def _one(self, item: _Write[Any]) -> None:
+        try:
+            with self.write() as conn:
+                result = item.fn(conn)
+        except Exception as exc:  # handed to the waiting caller
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(result)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -59,7 +147,12 @@ class Database:
             raise ConfigError(f"cannot open the database: {exc.orig}") from exc
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the writer (after the writes already queued) and close every connection."""
+        with self._writer_guard:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
         self.engine.dispose()
 
 

@@ -16,8 +16,14 @@ _DELETE = delete(_t).where(_t.c.id == bindparam("b_id"))
 _RETRY = (
     update(_t)
     .where(_t.c.id == bindparam("b_id"))
-    .values(due_at=bindparam("b_due"), lease_until=None, lease_owner=None)
+    .values(
+        due_at=bindparam("b_due"),
+        lease_until=None,
+        lease_owner=None,
+        attempts=_t.c.attempts + bindparam("b_more"),
+    )
 )
+_EXTEND = update(_t).where(_t.c.id == bindparam("b_id")).values(lease_until=bindparam("b_until"))
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class Job:
     remediation_id: str
     step_key: str | None
     due_at: datetime
+    attempts: int = 0
 
 
 def enqueue(
@@ -51,6 +58,7 @@ def enqueue(
             "created_at": now,
             "lease_until": None,
             "lease_owner": None,
+            "attempts": 0,
         },
     )
 
@@ -60,7 +68,7 @@ def claim(
 ) -> list[Job]:
     """Take up to `limit` due jobs whose lease is free or lapsed (a crashed worker's)."""
     stmt = (
-        select(_t.c.id, _t.c.kind, _t.c.remediation_id, _t.c.step_key, _t.c.due_at)
+        select(_t.c.id, _t.c.kind, _t.c.remediation_id, _t.c.step_key, _t.c.due_at, _t.c.attempts)
         .where(_t.c.due_at <= now, or_(_t.c.lease_until.is_(None), _t.c.lease_until < now))
         .order_by(_t.c.due_at, _t.c.id)
         .limit(limit)
@@ -75,7 +83,7 @@ def claim(
         .where(_t.c.id.in_([r.id for r in rows]))
         .values(lease_until=now + lease, lease_owner=owner)
     )
-    return [Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at) for r in rows]
+    return [Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at, r.attempts) for r in rows]
 
 
 def finish(conn: Connection, job_id: int) -> None:
@@ -83,13 +91,14 @@ def finish(conn: Connection, job_id: int) -> None:
     conn.execute(_DELETE, {"b_id": job_id})
 
 
-def retry_at(conn: Connection, job_id: int, due_at: datetime) -> None:
-    """Release the job and make it due again at `due_at`."""
-    conn.execute(
-        update(_t)
-        .where(_t.c.id == job_id)
-        .values(due_at=due_at, lease_until=None, lease_owner=None)
-    )
+def retry_at(conn: Connection, job_id: int, due_at: datetime, *, attempt: bool = False) -> None:
+    """Release the job and make it due again at `due_at` (counting an attempt if asked)."""
+    conn.execute(_RETRY, {"b_id": job_id, "b_due": due_at, "b_more": int(attempt)})
+
+
+def extend_lease(conn: Connection, job_id: int, until: datetime) -> None:
+    """Keep holding a job that is still being worked on."""
+    conn.execute(_EXTEND, {"b_id": job_id, "b_until": until})
 
 
 def cancel_for(conn: Connection, remediation_id: str, kind: str | None = None) -> int:
@@ -121,6 +130,12 @@ def release_dead(conn: Connection, is_dead: Callable[[str], bool]) -> int:
             update(_t).where(_t.c.lease_owner.in_(dead)).values(lease_until=None, lease_owner=None)
         ).rowcount
     )
+
+
+def due_count(conn: Connection, now: datetime) -> int:
+    """How many jobs are due now (running or waiting for a worker)."""
+    stmt = select(func.count()).select_from(_t).where(_t.c.due_at <= now)
+    return int(conn.execute(stmt).scalar_one())
 
 
 def pending_count(conn: Connection, *, exclude_kind: str | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from clampdown.store.tables import (
     HistoryRow,
@@ -49,16 +49,30 @@ def create(conn: Connection, values: dict[str, Any]) -> None:
     )
 
 
+# A repeat does not join a remediation that failed or whose containment is over: it acts anew.
+_NOT_JOINABLE = ("failed", "expired", "rolled_back")
+
+
 def find_open_group(
     conn: Connection, *, playbook: str, group_key: str, now: datetime
 ) -> dict[str, Any] | None:
-    """The remediation a repeat of this threat joins, if its grouping window is still open."""
+    """The remediation a repeat of this threat joins, if its grouping window is still open.
+
+    On PostgreSQL the (playbook, group key) pair is locked until the transaction ends, so
+    that two deliveries of the same threat planned at once open one remediation, not two.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"{playbook}\x1f{group_key}"},
+        )
     row = conn.execute(
         select(_rem.c.id, _rem.c.state)
         .where(
             _rem.c.playbook == playbook,
             _rem.c.group_key == group_key,
             _rem.c.group_until > now,
+            _rem.c.state.not_in(_NOT_JOINABLE),
         )
         .order_by(_rem.c.created_at.desc())
         .limit(1)

@@ -148,6 +148,7 @@ class JobRow(Base):
     due_at: Mapped[datetime] = mapped_column(index=True)
     lease_until: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
 
 
