@@ -73,6 +73,8 @@ class _Run:
     finding: Finding | None = None
     remediation: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    """History entries of the current transaction, written together at its end."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class Executor:
         self.session = session
         self.wake = wake
         self.lease = timedelta(seconds=config.engine.lease_seconds)
+        slowest = max((t.timeout for t in config.targets.values()), default=0.0)
+        self.min_lease = timedelta(seconds=slowest + 5)
 
     async def run(self, job: Job) -> None:
         """Do one job; failures are recorded, never raised."""
@@ -149,11 +153,23 @@ class Executor:
         has ended (finished, waiting for a person or a retry, or failed).
         """
         now = _now()
-        if previous is not None and not self._record(conn, run, *previous, now=now):
-            return None
-        return self._next(conn, run, now)
+        try:
+            if previous is not None and not self._record(conn, run, *previous, now=now):
+                return None
+            return self._next(conn, run, now)
+        finally:
+            self._flush(conn, run)
+
+    @staticmethod
+    def _flush(conn: Connection, run: _Run) -> None:
+        """Write the noted step transitions (before any later remediation transition)."""
+        remediations.record_rows(conn, run.notes)
+        run.notes = []
 
     def _load(self, conn: Connection, run: _Run) -> bool:
+        if run.steps:
+            # This job holds the remediation: the rows it keeps up to date are current.
+            return True
         rem = remediations.get(conn, run.job.remediation_id)
         if rem is None:
             return False
@@ -201,6 +217,7 @@ class Executor:
                     return self._start(conn, run, step, action, params, now)
             self._fail(conn, run, step, problem, now)
             return None
+        self._flush(conn, run)
         if remediations.set_state(
             conn,
             job.remediation_id,
@@ -210,7 +227,8 @@ class Executor:
             actor=ENGINE,
             now=now,
         ):
-            jobs.extend_lease(conn, job.id, now + self.lease)
+            run.remediation["state"] = _VERIFYING
+            self._hold(conn, run, now)
             return _VERIFY
         jobs.finish(conn, job.id)
         return None
@@ -248,27 +266,51 @@ class Executor:
     ) -> _Call:
         expires = step["spec"].get("expires")
         values = {
-            "state": StepState.RUNNING.value,
             "attempts": step["attempts"] + 1,
             "params": params.model_dump(mode="json"),
             "started_at": step["started_at"] or now,
             "expires_at": step["expires_at"]
             or (now + timedelta(seconds=expires) if expires else None),
         }
-        remediations.update_step(conn, run.job.remediation_id, step["key"], **values)
-        if step["state"] != StepState.RUNNING.value:
-            remediations.record(
-                conn,
-                run.job.remediation_id,
-                step["key"],
-                step["state"],
-                StepState.RUNNING.value,
-                reason=f"attempt {values['attempts']}",
-                actor=ENGINE,
-                now=now,
+        self._move(
+            conn, run, step, StepState.RUNNING, f"attempt {values['attempts']}", now, **values
+        )
+        self._hold(conn, run, now)
+        return _Call(step, action, params)
+
+    def _hold(self, conn: Connection, run: _Run, now: datetime) -> None:
+        """Extend the job's lease when what is left of it might not cover the next call."""
+        if run.job.lease_until - now < self.min_lease:
+            run.job.lease_until = now + self.lease
+            jobs.extend_lease(conn, run.job.id, run.job.lease_until)
+
+    def _move(
+        self,
+        conn: Connection,
+        run: _Run,
+        step: dict[str, Any],
+        state: StepState,
+        reason: str,
+        now: datetime,
+        **values: Any,
+    ) -> None:
+        """Change a step (in the database and in memory) and note the transition."""
+        remediations.update_step(
+            conn, run.job.remediation_id, step["key"], state=state.value, **values
+        )
+        if step["state"] != state.value:
+            run.notes.append(
+                {
+                    "remediation_id": run.job.remediation_id,
+                    "step_key": step["key"],
+                    "at": now,
+                    "from_state": step["state"],
+                    "to_state": state.value,
+                    "reason": reason,
+                    "actor": ENGINE,
+                }
             )
-        jobs.extend_lease(conn, run.job.id, now + self.lease)
-        return _Call({**step, **values}, action, params)
+        step.update(values, state=state.value)
 
     async def _call(self, run: _Run, call: _Call) -> _Outcome:
         try:
@@ -292,24 +334,16 @@ class Executor:
         if outcome.result is not None:
             result = outcome.result
             state = StepState.WAITING if result.waiting else StepState.SUCCEEDED
-            remediations.update_step(
+            self._move(
                 conn,
-                rid,
-                step["key"],
-                state=state.value,
+                run,
+                step,
+                state,
+                result.summary or "done",
+                now,
                 result=result.model_dump(mode="json"),
                 error=None,
                 finished_at=None if result.waiting else now,
-            )
-            remediations.record(
-                conn,
-                rid,
-                step["key"],
-                StepState.RUNNING.value,
-                state.value,
-                reason=result.summary or "done",
-                actor=ENGINE,
-                now=now,
             )
             if call.action.reversible and step["expires_at"] is not None:
                 jobs.enqueue(
@@ -327,19 +361,8 @@ class Executor:
                 maximum=engine.backoff_max,
                 retry_after=outcome.retry_after,
             )
-            remediations.update_step(
-                conn, rid, step["key"], state=StepState.PENDING.value, error=outcome.error
-            )
-            remediations.record(
-                conn,
-                rid,
-                step["key"],
-                StepState.RUNNING.value,
-                StepState.PENDING.value,
-                reason=f"{outcome.error}; retry in {delay:.2f}s",
-                actor=ENGINE,
-                now=now,
-            )
+            reason = f"{outcome.error}; retry in {delay:.2f}s"
+            self._move(conn, run, step, StepState.PENDING, reason, now, error=outcome.error)
             jobs.retry_at(conn, run.job.id, now + timedelta(seconds=delay))
             return False
         error = outcome.error
@@ -357,20 +380,7 @@ class Executor:
         reason: str,
         now: datetime,
     ) -> None:
-        remediations.update_step(
-            conn, run.job.remediation_id, step["key"], state=state.value, finished_at=now
-        )
-        remediations.record(
-            conn,
-            run.job.remediation_id,
-            step["key"],
-            step["state"],
-            state.value,
-            reason=reason,
-            actor=ENGINE,
-            now=now,
-        )
-        step["state"] = state.value
+        self._move(conn, run, step, state, reason, now, finished_at=now)
 
     def _fail(
         self, conn: Connection, run: _Run, step: dict[str, Any], error: str, now: datetime
@@ -378,32 +388,11 @@ class Executor:
         """Fail the step, skip the rest, fail the remediation and end the job."""
         rid = run.job.remediation_id
         log.warning("step failed", remediation=rid, step=step["key"], error=error)
-        remediations.update_step(
-            conn, rid, step["key"], state=StepState.FAILED.value, error=error, finished_at=now
-        )
-        remediations.record(
-            conn,
-            rid,
-            step["key"],
-            step["state"],
-            StepState.FAILED.value,
-            reason=error,
-            actor=ENGINE,
-            now=now,
-        )
-        for other in remediations.steps(conn, rid):
+        self._move(conn, run, step, StepState.FAILED, error, now, error=error, finished_at=now)
+        for other in run.steps:
             if other["state"] == StepState.PENDING.value:
-                remediations.update_step(conn, rid, other["key"], state=StepState.SKIPPED.value)
-                remediations.record(
-                    conn,
-                    rid,
-                    other["key"],
-                    StepState.PENDING.value,
-                    StepState.SKIPPED.value,
-                    reason="an earlier step failed",
-                    actor=ENGINE,
-                    now=now,
-                )
+                self._move(conn, run, other, StepState.SKIPPED, "an earlier step failed", now)
+        self._flush(conn, run)
         remediations.set_state(
             conn,
             rid,

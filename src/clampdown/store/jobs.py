@@ -26,16 +26,17 @@ _RETRY = (
 _EXTEND = update(_t).where(_t.c.id == bindparam("b_id")).values(lease_until=bindparam("b_until"))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
-    """A claimed job."""
+    """A claimed job, and until when this worker holds it."""
 
     id: int
     kind: str
     remediation_id: str
     step_key: str | None
     due_at: datetime
-    attempts: int = 0
+    attempts: int
+    lease_until: datetime
 
 
 def enqueue(
@@ -78,12 +79,15 @@ def claim(
     rows = conn.execute(stmt).all()
     if not rows:
         return []
+    until = now + lease
     conn.execute(
         update(_t)
         .where(_t.c.id.in_([r.id for r in rows]))
-        .values(lease_until=now + lease, lease_owner=owner)
+        .values(lease_until=until, lease_owner=owner)
     )
-    return [Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at, r.attempts) for r in rows]
+    return [
+        Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at, r.attempts, until) for r in rows
+    ]
 
 
 def finish(conn: Connection, job_id: int) -> None:

@@ -215,6 +215,12 @@ def record_many(
     )
 
 
+def record_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Append prepared history rows (remediation_id, step_key, at, from/to, reason, actor)."""
+    if rows:
+        conn.execute(_INSERT_HIST, rows)
+
+
 def history(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
     """Every recorded transition, oldest first."""
     rows = conn.execute(
