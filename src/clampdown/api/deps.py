@@ -13,7 +13,7 @@ from clampdown.services import Clampdown
 _bearer = HTTPBearer(auto_error=False, description="An API token from the config file")
 
 
-def get_app(request: Request) -> Clampdown:
+async def get_app(request: Request) -> Clampdown:
     """The Clampdown application this server runs."""
     app: Clampdown = request.app.state.clampdown
     return app
@@ -22,7 +22,7 @@ def get_app(request: Request) -> Clampdown:
 App = Annotated[Clampdown, Depends(get_app)]
 
 
-def _token(
+async def _token(
     app: App, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenConfig:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
@@ -44,7 +44,7 @@ def _token(
 def require(scope: Scope) -> object:
     """A dependency that admits tokens carrying `scope` (or admin)."""
 
-    def check(token: Annotated[TokenConfig, Depends(_token)]) -> TokenConfig:
+    async def check(token: Annotated[TokenConfig, Depends(_token)]) -> TokenConfig:
         if not token.allows(scope):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"this token lacks the {scope.value} scope"
