@@ -14,6 +14,7 @@ _t = table(ContainmentRow)
 _ev = table(ContainmentEventRow)
 _INSERT = insert(_t)
 _INSERT_EVENT = insert(_ev)
+_GET = select(_t).where(_t.c.id == bindparam("b_id"))
 _BY_KEY = select(_t.c.id).where(_t.c.key == bindparam("b_key"))
 _LIFT = (
     update(_t)
@@ -53,7 +54,7 @@ def remove(conn: Connection, containment_id: str, *, reason: str, now: datetime)
 
 def get(conn: Connection, containment_id: str) -> dict[str, Any] | None:
     """One containment."""
-    row = conn.execute(select(_t).where(_t.c.id == containment_id)).first()
+    row = conn.execute(_GET, {"b_id": containment_id}).first()
     return dict(row._mapping) if row else None
 
 

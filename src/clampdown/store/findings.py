@@ -13,6 +13,7 @@ from clampdown.model import Finding
 from clampdown.store.tables import FindingRow, table
 
 _t = table(FindingRow)
+_GET = select(_t.c.data, _t.c.received_at).where(_t.c.id == bindparam("b_id"))
 _SAME = select(_t.c.id).where(
     _t.c.source == bindparam("b_source"), _t.c.source_id == bindparam("b_source_id")
 )
@@ -54,7 +55,7 @@ def insert_if_new(conn: Connection, finding: Finding, *, now: datetime) -> tuple
 
 def get(conn: Connection, finding_id: int) -> tuple[Finding, datetime] | None:
     """The finding with that id and when it was received."""
-    row = conn.execute(select(_t.c.data, _t.c.received_at).where(_t.c.id == finding_id)).first()
+    row = conn.execute(_GET, {"b_id": finding_id}).first()
     if row is None:
         return None
     return Finding.model_validate(row.data), row.received_at

@@ -23,6 +23,21 @@ _RETRY = (
         attempts=_t.c.attempts + bindparam("b_more"),
     )
 )
+_DUE = (
+    select(_t.c.id, _t.c.kind, _t.c.remediation_id, _t.c.step_key, _t.c.due_at, _t.c.attempts)
+    .where(
+        _t.c.due_at <= bindparam("b_now"),
+        or_(_t.c.lease_until.is_(None), _t.c.lease_until < bindparam("b_now")),
+    )
+    .order_by(_t.c.due_at, _t.c.id)
+    .limit(bindparam("b_limit"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_LEASE = (
+    update(_t)
+    .where(_t.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
+)
 _EXTEND = update(_t).where(_t.c.id == bindparam("b_id")).values(lease_until=bindparam("b_until"))
 
 
@@ -68,23 +83,12 @@ def claim(
     conn: Connection, *, owner: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Job]:
     """Take up to `limit` due jobs whose lease is free or lapsed (a crashed worker's)."""
-    stmt = (
-        select(_t.c.id, _t.c.kind, _t.c.remediation_id, _t.c.step_key, _t.c.due_at, _t.c.attempts)
-        .where(_t.c.due_at <= now, or_(_t.c.lease_until.is_(None), _t.c.lease_until < now))
-        .order_by(_t.c.due_at, _t.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = conn.execute(stmt).all()
+    stmt = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
+    rows = conn.execute(stmt, {"b_now": now, "b_limit": limit}).all()
     if not rows:
         return []
     until = now + lease
-    conn.execute(
-        update(_t)
-        .where(_t.c.id.in_([r.id for r in rows]))
-        .values(lease_until=until, lease_owner=owner)
-    )
+    conn.execute(_LEASE, {"b_ids": [r.id for r in rows], "b_until": until, "b_owner": owner})
     return [
         Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at, r.attempts, until) for r in rows
     ]

@@ -34,6 +34,14 @@ _UPDATE_STEP = update(_step).where(
     _step.c.remediation_id == bindparam("b_rid"), _step.c.key == bindparam("b_key")
 )
 _UPDATE_STEP_IF = _UPDATE_STEP.where(_step.c.state == bindparam("b_state"))
+_GET = select(_rem).where(_rem.c.id == bindparam("b_id"))
+_GET_LOCKED = _GET.with_for_update()
+_STEPS = (
+    select(_step).where(_step.c.remediation_id == bindparam("b_rid")).order_by(_step.c.position)
+)
+_STEP = select(_step).where(
+    _step.c.remediation_id == bindparam("b_rid"), _step.c.key == bindparam("b_key")
+)
 
 
 def create(conn: Connection, values: dict[str, Any]) -> None:
@@ -102,10 +110,8 @@ def join_group(conn: Connection, remediation_id: str, finding_id: int, *, now: d
 
 def get(conn: Connection, remediation_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     """One remediation row as a dict."""
-    stmt = select(_rem).where(_rem.c.id == remediation_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).first()
+    stmt = _GET_LOCKED if lock and conn.dialect.name == "postgresql" else _GET
+    row = conn.execute(stmt, {"b_id": remediation_id}).first()
     return dict(row._mapping) if row else None
 
 
@@ -237,17 +243,13 @@ def add_steps(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 def steps(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
     """The steps of a remediation in playbook order."""
-    rows = conn.execute(
-        select(_step).where(_step.c.remediation_id == remediation_id).order_by(_step.c.position)
-    )
+    rows = conn.execute(_STEPS, {"b_rid": remediation_id})
     return [dict(r._mapping) for r in rows]
 
 
 def get_step(conn: Connection, remediation_id: str, key: str) -> dict[str, Any] | None:
     """One step by its playbook id."""
-    row = conn.execute(
-        select(_step).where(_step.c.remediation_id == remediation_id, _step.c.key == key)
-    ).first()
+    row = conn.execute(_STEP, {"b_rid": remediation_id, "b_key": key}).first()
     return dict(row._mapping) if row else None
 
 
