@@ -194,12 +194,13 @@ def created_times(database_url: str) -> dict[str, float]:
     return {r.subject: r.created_at.timestamp() for r in rows}
 
 
-async def settle(database_url: str, expected: int, timeout: float = 120) -> None:
+async def settle(receiver: Receiver, expected: int, timeout: float = 300) -> None:
+    """Wait until the engine has finished every remediation (its webhook arrived)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(await asyncio.to_thread(created_times, database_url)) >= expected:
+        if len(receiver.arrivals) >= expected:
             return
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.1)
     raise SystemExit("the engine did not catch up")
 
 
@@ -254,7 +255,7 @@ async def main(args: argparse.Namespace) -> None:
             f"durable ingest, single alerts: {args.count / elapsed:,.0f} alerts/s "
             f"({args.count} in {elapsed:.2f} s, 32 in flight)"
         )
-        await settle(database_url, args.count)
+        await settle(receiver, args.count)
 
         batches = [
             {"records": [alert("b", n) for n in range(i, i + 100)]}
@@ -265,12 +266,11 @@ async def main(args: argparse.Namespace) -> None:
             f"durable ingest, batches of 100: {args.count / elapsed:,.0f} alerts/s "
             f"({args.count} in {elapsed:.2f} s, 8 batches in flight)"
         )
-        await settle(database_url, 2 * args.count)
+        await settle(receiver, 2 * args.count)
 
         receiver.arrivals.clear()
         sent = await open_loop(base, "c", args.rate, args.seconds)
-        await settle(database_url, 2 * args.count + len(sent))
-        await asyncio.sleep(1)
+        await settle(receiver, len(sent))
         created = await asyncio.to_thread(created_times, database_url)
         report_latency(f"alert -> first action (block) at {args.rate:g}/s", sent, created)
         report_latency(f"alert -> webhook delivered at {args.rate:g}/s", sent, receiver.arrivals)

@@ -17,6 +17,7 @@ from clampdown.actions import registry
 from clampdown.config import Config, TokenConfig
 from clampdown.engine import planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
+from clampdown.engine.executor import Adopted
 from clampdown.engine.ports import refresh_decisions
 from clampdown.errors import ConflictError, InputError, NotFoundError
 from clampdown.model import JSON, Finding, RemediationState, StepState
@@ -100,6 +101,9 @@ class Clampdown:
         self._tokens: dict[str, TokenConfig] | None = None
         self._decisions_at = 0.0
         self.on_work: Callable[[], None] = lambda: None
+        # Set by a worker running in this process: new jobs are leased to it and handed over.
+        self.lease_for_new_jobs: Callable[[], tuple[str, datetime]] | None = None
+        self.adopt: Callable[[list[Adopted]], None] = lambda items: None
 
     @classmethod
     def open(cls, config: Config, *, database_url: str | None = None) -> Clampdown:
@@ -124,31 +128,52 @@ class Clampdown:
 
     def ingest(self, payload: object, *, shape: str | None = None) -> list[IngestedFinding]:
         """Normalize, store durably and plan; committed before this returns."""
-        store = self._ingest_writer(normalize(payload, shape))
-        return self._ingested(self.db.run(store))
+        normalized = normalize(payload, shape)
+        return self._ingested(self.db.run(self._ingest_writer(normalized)), normalized)
 
     async def ingest_async(
         self, payload: object, *, shape: str | None = None
     ) -> list[IngestedFinding]:
         """`ingest` for the event loop: group-committed with every concurrent write."""
-        store = self._ingest_writer(normalize(payload, shape))
-        return self._ingested(await self.db.run_async(store))
+        normalized = normalize(payload, shape)
+        stored = await self.db.run_async(self._ingest_writer(normalized, adopt=True))
+        return self._ingested(stored, normalized)
 
-    def _ingested(self, results: list[IngestedFinding]) -> list[IngestedFinding]:
-        if any(item.remediations for item in results):
+    def _ingested(
+        self, results: list[IngestedFinding], normalized: list[Finding]
+    ) -> list[IngestedFinding]:
+        adopted = [
+            Adopted(planned.job, finding, planned.rows)
+            for item, finding in zip(results, normalized, strict=True)
+            for planned in item.remediations
+            if planned.job is not None
+        ]
+        if adopted:
+            self.adopt(adopted)
+        elif any(item.remediations for item in results):
             self.on_work()
         return results
 
     def _ingest_writer(
-        self, normalized: list[Finding]
+        self, normalized: list[Finding], *, adopt: bool = False
     ) -> Callable[[Connection], list[IngestedFinding]]:
+        lease_for = self.lease_for_new_jobs if adopt else None
+
         def store(conn: Connection) -> list[IngestedFinding]:
             now = datetime.now(UTC)
+            lease = lease_for() if lease_for is not None else None
             out = []
             for finding in normalized:
                 finding_id, new = findings.insert_if_new(conn, finding, now=now)
                 planned = (
-                    planner.plan(conn, finding, finding_id, self.matcher.match(finding), now=now)
+                    planner.plan(
+                        conn,
+                        finding,
+                        finding_id,
+                        self.matcher.match(finding),
+                        now=now,
+                        lease=lease,
+                    )
                     if new
                     else []
                 )

@@ -43,6 +43,9 @@ def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
             loop.call_soon_threadsafe(worker.poke)
 
         clampdown.on_work = wake
+        # Ingest through the API runs on this loop: its jobs go straight to the worker.
+        clampdown.lease_for_new_jobs = worker.lease_for_new_jobs
+        clampdown.adopt = worker.adopt
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         app.state.worker = worker

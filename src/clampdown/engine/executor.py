@@ -12,6 +12,7 @@ twice (at most once).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
@@ -65,6 +66,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Adopted:
+    """A job planned in this process and handed to its worker with what planning knew."""
+
+    job: Job
+    finding: Finding | None = None
+    rows: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+
+
 @dataclass
 class _Run:
     """What one pass of a `run` job knows; the finding is read once per job."""
@@ -75,6 +85,8 @@ class _Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
     """History entries of the current transaction, written together at its end."""
+    ran_at: datetime | None = None
+    """When the last step ended, i.e. when verification began."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +121,27 @@ class Executor:
         cache: DecisionCache,
         session: aiohttp.ClientSession,
         *,
-        wake: asyncio.Event | None = None,
+        due: Callable[[datetime], None] = lambda when: None,
     ) -> None:
         self.db = db
         self.config = config
         self.cache = cache
         self.session = session
-        self.wake = wake
+        self.due = due
         self.lease = timedelta(seconds=config.engine.lease_seconds)
         slowest = max((t.timeout for t in config.targets.values()), default=0.0)
         self.min_lease = timedelta(seconds=slowest + 5)
 
-    async def run(self, job: Job) -> None:
-        """Do one job; failures are recorded, never raised."""
+    async def run(self, job: Job, adopted: Adopted | None = None) -> None:
+        """Do one job (with what planning knew, when it was planned here); never raises."""
         try:
             if job.kind == planner.RUN:
-                await self._drive(_Run(job))
+                run = _Run(job)
+                if adopted is not None:
+                    run.finding = adopted.finding
+                    if adopted.rows is not None:
+                        run.remediation, run.steps = adopted.rows
+                await self._drive(run)
             elif job.kind == planner.UNDO_STEP:
                 await self._undo_step(job)
             else:
@@ -142,7 +159,6 @@ class Executor:
             nxt = await self.db.run_async(partial(self._advance, run=run, previous=previous))
         if nxt is _VERIFY:
             await self._verify(run)
-        self._poke()
 
     def _advance(
         self, conn: Connection, run: _Run, previous: tuple[_Call, _Outcome] | None
@@ -217,21 +233,11 @@ class Executor:
                     return self._start(conn, run, step, action, params, now)
             self._fail(conn, run, step, problem, now)
             return None
-        self._flush(conn, run)
-        if remediations.set_state(
-            conn,
-            job.remediation_id,
-            from_state=_RUNNING,
-            to_state=_VERIFYING,
-            reason="every step ran",
-            actor=ENGINE,
-            now=now,
-        ):
-            run.remediation["state"] = _VERIFYING
-            self._hold(conn, run, now)
-            return _VERIFY
-        jobs.finish(conn, job.id)
-        return None
+        # Every step ran. The move to verifying is written with the verdict, in one transaction;
+        # a crash before it leaves the remediation running with no step left: verified again.
+        run.ran_at = now
+        self._hold(conn, run, now)
+        return _VERIFY
 
     @staticmethod
     def _refuse(run: _Run, step: dict[str, Any], action: Action | None) -> str | None:
@@ -349,6 +355,7 @@ class Executor:
                 jobs.enqueue(
                     conn, planner.UNDO_STEP, rid, step["key"], due_at=step["expires_at"], now=now
                 )
+                self.due(step["expires_at"])
             if result.waiting:
                 jobs.finish(conn, run.job.id)
                 return False
@@ -364,6 +371,7 @@ class Executor:
             reason = f"{outcome.error}; retry in {delay:.2f}s"
             self._move(conn, run, step, StepState.PENDING, reason, now, error=outcome.error)
             jobs.retry_at(conn, run.job.id, now + timedelta(seconds=delay))
+            self.due(now + timedelta(seconds=delay))
             return False
         error = outcome.error
         if outcome.retry:
@@ -426,10 +434,6 @@ class Executor:
             http=TargetHttp(self.session, url, params.target),
         )
 
-    def _poke(self) -> None:
-        if self.wake is not None:
-            self.wake.set()
-
     # -- verify ----------------------------------------------------------------------------
 
     async def _verify(self, run: _Run) -> None:
@@ -468,10 +472,20 @@ class Executor:
             target, reason = RemediationState.SUCCEEDED, "verified"
 
         def finish(conn: Connection) -> None:
-            now = _now()
+            rid, now = run.job.remediation_id, _now()
+            if run.remediation["state"] == _RUNNING:
+                remediations.set_state(
+                    conn,
+                    rid,
+                    from_state=_RUNNING,
+                    to_state=_VERIFYING,
+                    reason="every step ran",
+                    actor=ENGINE,
+                    now=run.ran_at or now,
+                )
             remediations.set_state(
                 conn,
-                run.job.remediation_id,
+                rid,
                 from_state=_VERIFYING,
                 to_state=target.value,
                 reason=reason,
@@ -541,6 +555,7 @@ class Executor:
                 now=now,
             )
             jobs.retry_at(conn, job.id, now + timedelta(seconds=delay), attempt=True)
+            self.due(now + timedelta(seconds=delay))
             return
         jobs.finish(conn, job.id)
         if error:

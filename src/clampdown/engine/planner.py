@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from clampdown.errors import ExpressionError
 from clampdown.model import Finding, Mode, RemediationState, StepState
 from clampdown.playbooks import Playbook
 from clampdown.store import jobs, remediations
+from clampdown.store.jobs import Job
 
 SYSTEM = "system"
 RUN = "run"
@@ -29,6 +30,10 @@ class Planned:
     playbook: str
     state: str
     joined: bool
+    job: Job | None = None
+    """The job that will run it, when it was created leased to a worker of this process."""
+    rows: tuple[dict[str, Any], list[dict[str, Any]]] | None = field(default=None, repr=False)
+    """The remediation and step rows as written, so that the worker need not read them."""
 
 
 def plan(
@@ -38,8 +43,12 @@ def plan(
     playbooks: list[Playbook],
     *,
     now: datetime,
+    lease: tuple[str, datetime] | None = None,
 ) -> list[Planned]:
-    """Open a remediation per matched playbook, or join the open one of the same group."""
+    """Open a remediation per matched playbook, or join the open one of the same group.
+
+    With `lease`, the jobs created are held by that worker (see `jobs.enqueue`).
+    """
     view = finding.expression_view()
     out = []
     for playbook in playbooks:
@@ -63,7 +72,7 @@ def plan(
                     )
                 out.append(Planned(open_["id"], playbook.name, open_["state"], joined=True))
                 continue
-        out.append(_create(conn, playbook, ctx, finding_id, group_key, now=now))
+        out.append(_create(conn, playbook, ctx, finding_id, group_key, now=now, lease=lease))
     return out
 
 
@@ -83,6 +92,7 @@ def _create(
     group_key: str,
     *,
     now: datetime,
+    lease: tuple[str, datetime] | None,
 ) -> Planned:
     rid = uuid.uuid4().hex
     dry = playbook.mode is Mode.DRY_RUN
@@ -94,21 +104,19 @@ def _create(
     else:
         target, reason = RemediationState.RUNNING, f"{playbook.mode.value} mode"
     # Created directly in its first resting state; both transitions are still recorded.
-    remediations.create(
-        conn,
-        {
-            "id": rid,
-            "playbook": playbook.name,
-            "mode": playbook.mode.value,
-            "state": target.value,
-            "finding_id": finding_id,
-            "group_key": group_key,
-            "group_until": now + playbook.group_window if playbook.group_window else None,
-            "finding_count": 1,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    row = {
+        "id": rid,
+        "playbook": playbook.name,
+        "mode": playbook.mode.value,
+        "state": target.value,
+        "finding_id": finding_id,
+        "group_key": group_key,
+        "group_until": now + playbook.group_window if playbook.group_window else None,
+        "finding_count": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    remediations.create(conn, row)
     remediations.record_many(
         conn,
         rid,
@@ -123,12 +131,13 @@ def _create(
         actor=SYSTEM,
         now=now,
     )
-    remediations.add_steps(
-        conn, [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
-    )
+    step_rows = [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
+    remediations.add_steps(conn, step_rows)
+    job = None
     if target is RemediationState.RUNNING and playbook.steps:
-        jobs.enqueue(conn, RUN, rid, None, due_at=now, now=now)
-    return Planned(rid, playbook.name, target.value, joined=False)
+        job = jobs.enqueue(conn, RUN, rid, None, due_at=now, now=now, lease=lease)
+    rows = (row, step_rows) if job is not None else None
+    return Planned(rid, playbook.name, target.value, joined=False, job=job, rows=rows)
 
 
 def _step_row(rid: str, position: int, step: Any, ctx: dict[str, Any], dry: bool) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import structlog
@@ -15,7 +16,7 @@ from sqlalchemy import Connection
 
 from clampdown.config import Config
 from clampdown.engine.decisions import DecisionCache
-from clampdown.engine.executor import Executor
+from clampdown.engine.executor import Adopted, Executor
 from clampdown.engine.ports import refresh_decisions
 from clampdown.store import jobs
 from clampdown.store.db import Database
@@ -49,47 +50,99 @@ def is_dead_local_owner(owner: str) -> bool:
 
 
 class Worker:
-    """Runs the engine inside an asyncio loop (the `serve` process or the CLI)."""
+    """Runs the engine inside an asyncio loop (the `serve` process or the CLI).
+
+    Jobs reach it two ways: adopted straight from planning in this process (already leased to
+    this worker, with their finding at hand), or claimed from the job table when something
+    may be waiting there: at start, when poked, when a retry or an expiry falls due, and
+    every `poll_interval` for work from other processes.
+    """
 
     def __init__(self, db: Database, config: Config, cache: DecisionCache) -> None:
         self.db = db
         self.config = config
         self.cache = cache
         self.owner = worker_id()
+        self.lease = timedelta(seconds=config.engine.lease_seconds)
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._adopted: list[Adopted] = []
+        self._look = True
+        self._starved = False
+        self._next_look: datetime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def poke(self) -> None:
-        """New work was committed: look now rather than at the next poll."""
+        """Work was committed to the job table: claim it now rather than at the next poll."""
+        self._look = True
         self.wake.set()
+
+    def lease_for_new_jobs(self) -> tuple[str, datetime]:
+        """The lease that jobs created in this process take, so that this worker runs them."""
+        return self.owner, datetime.now(UTC) + self.lease
+
+    def adopt(self, items: list[Adopted]) -> None:
+        """Run jobs leased to this worker when they were created (call on the loop's thread)."""
+        self._adopted.extend(items)
+        self.wake.set()
+
+    def _due(self, when: datetime) -> None:
+        # Called from the writer thread when a retry or an expiry is scheduled.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._look_at, when)
+
+    def _look_at(self, when: datetime) -> None:
+        if self._next_look is None or when < self._next_look:
+            self._next_look = when
+            self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then let running jobs finish."""
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._recover)
         settings = self.config.engine
         connector = aiohttp.TCPConnector(limit=settings.concurrency, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector) as session:
-            executor = Executor(self.db, self.config, self.cache, session, wake=self.wake)
+            executor = Executor(self.db, self.config, self.cache, session, due=self._due)
             while not stop.is_set():
                 self.wake.clear()
-                free = settings.concurrency - len(self._running)
-                claimed = await self.db.run_async(self._claim(free)) if free > 0 else []
-                for job in claimed:
-                    task = asyncio.create_task(executor.run(job))
-                    self._running.add(task)
-                    task.add_done_callback(self._done)
-                if claimed:
+                adopted, self._adopted = self._adopted, []
+                for item in adopted:
+                    self._spawn(executor.run(item.job, item))
+                if self._look:
+                    await self._claim_into(executor)
+                busy = bool(self._running or self._adopted or self._look)
+                if busy:
                     self.idle.clear()
-                    continue
-                if not self._running:
+                else:
                     self.idle.set()
-                await self._sleep(stop)
+                if not (self._adopted or self._look):
+                    await self._sleep(stop)
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
 
+    async def _claim_into(self, executor: Executor) -> None:
+        self._look = False
+        free = self.config.engine.concurrency - len(self._running)
+        self._starved = free <= 0
+        if self._starved:
+            return
+        claimed = await self.db.run_async(self._claim(free))
+        for job in claimed:
+            self._spawn(executor.run(job))
+        # A full batch means more may be waiting.
+        self._look = len(claimed) == free
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        if self._starved:
+            self._look = True
         self.wake.set()
 
     def _recover(self) -> None:
@@ -102,28 +155,29 @@ class Worker:
         refresh_decisions(self.db, self.cache)
 
     def _claim(self, limit: int) -> Callable[[Connection], list[jobs.Job]]:
-        lease = timedelta(seconds=self.config.engine.lease_seconds)
-
         def claim(conn: Connection) -> list[jobs.Job]:
             now = datetime.now(UTC)
-            return jobs.claim(conn, owner=self.owner, now=now, lease=lease, limit=limit)
+            return jobs.claim(conn, owner=self.owner, now=now, lease=self.lease, limit=limit)
 
         return claim
 
     async def _sleep(self, stop: asyncio.Event) -> None:
+        """Wait for a wake-up, the next known due time, or the poll interval."""
         timeout = self.config.engine.poll_interval
-        due = await asyncio.to_thread(self._next_due)
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        if self._next_look is not None:
+            timeout = min(timeout, max(0.0, (self._next_look - datetime.now(UTC)).total_seconds()))
         waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiter in waiters:
                 waiter.cancel()
-        # Other processes may have changed the list: follow the stream between jobs.
+        if done:
+            return
+        # Timed out: something may be due, and other processes may have changed the list.
+        self._look = True
+        if self._next_look is not None and self._next_look <= datetime.now(UTC):
+            self._next_look = None
         await asyncio.to_thread(refresh_decisions, self.db, self.cache)
-
-    def _next_due(self) -> datetime | None:
-        with self.db.read() as conn:
-            return jobs.next_due(conn)

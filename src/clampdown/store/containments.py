@@ -8,11 +8,12 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
-from clampdown.store.tables import ContainmentEventRow, ContainmentRow, table
+from clampdown.store.tables import ContainmentEventRow, ContainmentRow, insert_new, table
 
 _t = table(ContainmentRow)
 _ev = table(ContainmentEventRow)
-_INSERT = insert(_t)
+
+
 _INSERT_EVENT = insert(_ev)
 _GET = select(_t).where(_t.c.id == bindparam("b_id"))
 _BY_KEY = select(_t.c.id).where(_t.c.key == bindparam("b_key"))
@@ -33,12 +34,13 @@ def _serialize_stream(conn: Connection) -> None:
 
 def add(conn: Connection, values: dict[str, Any], *, now: datetime) -> tuple[str, bool]:
     """Insert a containment unless one with the same key exists; returns (id, inserted)."""
-    existing = conn.execute(_BY_KEY, {"b_key": values["key"]}).scalar()
-    if existing is not None:
-        return str(existing), False
     _serialize_stream(conn)
     cid = uuid.uuid4().hex
-    conn.execute(_INSERT, {**values, "id": cid, "created_at": now})
+    inserted = conn.execute(
+        insert_new(_t, ("key",), conn.dialect.name), {**values, "id": cid, "created_at": now}
+    ).scalar()
+    if inserted is None:
+        return str(conn.execute(_BY_KEY, {"b_key": values["key"]}).scalar_one()), False
     conn.execute(_INSERT_EVENT, {"containment_id": cid, "op": "add", "at": now})
     return cid, True
 

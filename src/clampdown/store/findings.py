@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from clampdown.model import Finding
-from clampdown.store.tables import FindingRow, table
+from clampdown.store.tables import FindingRow, insert_new, table
 
 _t = table(FindingRow)
+_UNIQUE = ("source", "source_id")
 _GET = select(_t.c.data, _t.c.received_at).where(_t.c.id == bindparam("b_id"))
 _SAME = select(_t.c.id).where(
     _t.c.source == bindparam("b_source"), _t.c.source_id == bindparam("b_source_id")
 )
-
-
-@cache
-def _insert_new(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per backend."""
-    dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        dialect_insert(_t)
-        .on_conflict_do_nothing(index_elements=["source", "source_id"])
-        .returning(_t.c.id)
-    )
 
 
 def insert_if_new(conn: Connection, finding: Finding, *, now: datetime) -> tuple[int, bool]:
@@ -44,7 +32,9 @@ def insert_if_new(conn: Connection, finding: Finding, *, now: datetime) -> tuple
         "received_at": now,
         "data": finding.model_dump(mode="json"),
     }
-    row_id = conn.execute(_insert_new(conn.dialect.name), values).scalar()
+    row_id = conn.execute(
+        insert_new(_t, ("source", "source_id"), conn.dialect.name), values
+    ).scalar()
     if row_id is not None:
         return int(row_id), True
     existing = conn.execute(

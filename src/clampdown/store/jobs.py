@@ -12,6 +12,7 @@ from clampdown.store.tables import JobRow, table
 
 _t = table(JobRow)
 _INSERT = insert(_t)
+_INSERT_RETURNING = insert(_t).returning(_t.c.id)
 _DELETE = delete(_t).where(_t.c.id == bindparam("b_id"))
 _RETRY = (
     update(_t)
@@ -62,21 +63,29 @@ def enqueue(
     *,
     due_at: datetime,
     now: datetime,
-) -> None:
-    """Add a job that becomes due at `due_at`."""
-    conn.execute(
-        _INSERT,
-        {
-            "kind": kind,
-            "remediation_id": remediation_id,
-            "step_key": step_key,
-            "due_at": due_at,
-            "created_at": now,
-            "lease_until": None,
-            "lease_owner": None,
-            "attempts": 0,
-        },
-    )
+    lease: tuple[str, datetime] | None = None,
+) -> Job | None:
+    """Add a job that becomes due at `due_at`.
+
+    With `lease` (owner, until), the job is created already held by that worker, which is
+    handed the returned Job instead of claiming it.
+    """
+    owner, until = lease if lease is not None else (None, None)
+    values = {
+        "kind": kind,
+        "remediation_id": remediation_id,
+        "step_key": step_key,
+        "due_at": due_at,
+        "created_at": now,
+        "lease_until": until,
+        "lease_owner": owner,
+        "attempts": 0,
+    }
+    if until is None:
+        conn.execute(_INSERT, values)
+        return None
+    job_id = conn.execute(_INSERT_RETURNING, values).scalar_one()
+    return Job(int(job_id), kind, remediation_id, step_key, due_at, 0, until)
 
 
 def claim(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -55,6 +57,20 @@ def table(model: type[Base]) -> Table:
     result = model.__table__
     assert isinstance(result, Table)
     return result
+
+
+@cache
+def insert_new(target: Table, unique: tuple[str, ...], dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id, built once per table and backend.
+
+    Executing it returns the new row's id, or nothing when the row already existed.
+    """
+    dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        dialect_insert(target)
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(target.c[next(iter(target.primary_key)).name])
+    )
 
 
 class FindingRow(Base):
