@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clampdown import __version__
 from clampdown.api import decisions, ingest, resources
+from clampdown.api.deps import BEARER
 from clampdown.api.responses import Json, error
 from clampdown.engine.worker import Worker
 from clampdown.errors import (
@@ -67,7 +69,28 @@ def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
     app.include_router(resources.router)
     app.include_router(decisions.router)
     _install_error_handlers(app)
+    _document_bearer_auth(app)
     return app
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """Declare the bearer-token scheme in the OpenAPI document, for every route but health."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                BEARER: {"type": "http", "scheme": "bearer", "description": "An API token"}
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path != "/v1/healthz":
+                    for operation in operations.values():
+                        operation["security"] = [{BEARER: []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
