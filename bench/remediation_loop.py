@@ -3,8 +3,9 @@
 Runs a real `clampdown serve` (SQLite by default, or --database-url) with one playbook that
 blocks the alert's IP on the built-in list and then calls a local webhook. Prints:
 
-- durable ingest, alerts/s: single-alert POSTs, 32 in flight, every one committed before its
-  2xx, while the engine works on the same process; and the same with Event Hub batches of 100;
+- durable ingest, alerts/s: single-alert POSTs (32 in flight) and Event Hub batches of 100
+  (8 in flight), every alert committed before its 2xx; first for alerts no playbook matches
+  (ingest alone), then for alerts that each start a 2-step remediation in the same process;
 - alert -> first action latency (p50, p90, p99, max) at a fixed 200 alerts/s, after 2 s of
   warm-up at that rate: from the moment the POST is sent to the containment's creation time
   recorded by the server (same clock);
@@ -92,7 +93,7 @@ def alert(run: str, n: int) -> dict[str, Any]:
 
 def ip_of(run: str, n: int) -> str:
     """An address of the benchmarking range 198.18.0.0/15: data only, never contacted."""
-    index = {"a": 0, "b": 1, "c": 2, "d": 3}[run] * 30_000 + n
+    index = {"a": 0, "b": 1, "c": 2, "d": 3, "u": 4}[run] * 25_000 + n
     return f"198.{18 + index // 65_536}.{index // 256 % 256}.{index % 256}"
 
 
@@ -206,6 +207,10 @@ async def settle(receiver: Receiver, expected: int, timeout: float = 300) -> Non
     raise SystemExit("the engine did not catch up")
 
 
+def report_rate(title: str, count: int, elapsed: float) -> None:
+    print(f"durable {title}: {count / elapsed:,.0f} alerts/s ({count} in {elapsed:.2f} s)")
+
+
 def report_latency(title: str, sent: dict[str, float], done: dict[str, float]) -> None:
     latencies = [(done[ip] - t) * 1000 for ip, t in sent.items() if ip in done]
     if os.environ.get("BENCH_SERIES"):
@@ -258,22 +263,38 @@ async def main(args: argparse.Namespace) -> None:
         await wait_ready(base)
         print(f"store: {database_url.split(':', 1)[0]}, cpus: {os.cpu_count()}")
 
+        unmatched = [alert("u", n) for n in range(args.count)]
+        for body in unmatched:
+            body["properties"]["alertType"] = "API_NotInAnyPlaybook"
+        report_rate(
+            "ingest only (no playbook matches), single alerts",
+            args.count,
+            await closed_loop(base, unmatched, 32),
+        )
+        for body in unmatched:
+            body["properties"]["systemAlertId"] += "-again"
+        batches = [{"records": unmatched[i : i + 100]} for i in range(0, args.count, 100)]
+        report_rate(
+            "ingest only (no playbook matches), batches of 100",
+            args.count,
+            await closed_loop(base, batches, 8),
+        )
+
         bodies = [alert("a", n) for n in range(args.count)]
-        elapsed = await closed_loop(base, bodies, 32)
-        print(
-            f"durable ingest, single alerts: {args.count / elapsed:,.0f} alerts/s "
-            f"({args.count} in {elapsed:.2f} s, 32 in flight)"
+        report_rate(
+            "ingest + 2-step remediation each, single alerts",
+            args.count,
+            await closed_loop(base, bodies, 32),
         )
         await settle(receiver, args.count)
-
         batches = [
             {"records": [alert("b", n) for n in range(i, i + 100)]}
             for i in range(0, args.count, 100)
         ]
-        elapsed = await closed_loop(base, batches, 8)
-        print(
-            f"durable ingest, batches of 100: {args.count / elapsed:,.0f} alerts/s "
-            f"({args.count} in {elapsed:.2f} s, 8 batches in flight)"
+        report_rate(
+            "ingest + 2-step remediation each, batches of 100",
+            args.count,
+            await closed_loop(base, batches, 8),
         )
         await settle(receiver, 2 * args.count)
 
