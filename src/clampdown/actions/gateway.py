@@ -57,6 +57,17 @@ class SubjectParams(Params):
                 return SubjectType(name), str(value)
         raise AssertionError("validated to have one subject")
 
+    def containment(self, kind: ContainmentKind) -> ContainmentSpec:
+        """What the built-in list should enforce for these parameters."""
+        subject_type, subject = self.subject()
+        return ContainmentSpec(
+            kind=kind,
+            subject_type=subject_type,
+            subject=subject,
+            scope=self.scope,
+            reason=self.reason,
+        )
+
 
 class ThrottleParams(SubjectParams):
     """A subject to slow down to `rate` requests per `period` seconds."""
@@ -71,6 +82,11 @@ class ThrottleParams(SubjectParams):
             return int(parse_duration(value).total_seconds())
         return value
 
+    def containment(self, kind: ContainmentKind) -> ContainmentSpec:
+        """The subject's containment, with its rate."""
+        spec = super().containment(kind)
+        return spec.model_copy(update={"rate": self.rate, "period_seconds": self.period})
+
 
 class EndpointParams(Params):
     """An endpoint: a path pattern such as 'GET /orders/*', or an API/operation id."""
@@ -78,43 +94,34 @@ class EndpointParams(Params):
     endpoint: str = Field(min_length=1)
     reason: str = ""
 
-
-def _spec(kind: ContainmentKind, params: SubjectParams) -> ContainmentSpec:
-    subject_type, subject = params.subject()
-    rate = period = None
-    if isinstance(params, ThrottleParams):
-        rate, period = params.rate, params.period
-    return ContainmentSpec(
-        kind=kind,
-        subject_type=subject_type,
-        subject=subject,
-        scope=params.scope,
-        rate=rate,
-        period_seconds=period,
-        reason=params.reason,
-    )
+    def containment(self, kind: ContainmentKind) -> ContainmentSpec:
+        """The endpoint refused whoever calls it."""
+        return ContainmentSpec(
+            kind=kind,
+            subject_type=SubjectType.ENDPOINT,
+            subject=self.endpoint,
+            scope=self.endpoint,
+            reason=self.reason,
+        )
 
 
-def _endpoint_spec(params: EndpointParams) -> ContainmentSpec:
-    return ContainmentSpec(
-        kind=ContainmentKind.DISABLE,
-        subject_type=SubjectType.ENDPOINT,
-        subject=params.endpoint,
-        scope=params.endpoint,
-        reason=params.reason,
-    )
-
-
-class _Contain(Action):
-    """Adds one containment; undo lifts it; verify checks it is enforced."""
+class _OnBuiltinList(Action):
+    """An action on the built-in list, about containments of one kind."""
 
     target_types = ("builtin",)
     idempotent = True
-    reversible = True
-    verifiable = True
+    kind: ClassVar[ContainmentKind]
 
     def spec(self, params: Params) -> ContainmentSpec:
-        raise NotImplementedError
+        assert isinstance(params, SubjectParams | EndpointParams)
+        return params.containment(self.kind)
+
+
+class _Contain(_OnBuiltinList):
+    """Adds one containment; undo lifts it; verify checks it is enforced."""
+
+    reversible = True
+    verifiable = True
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         spec = self.spec(params)
@@ -138,6 +145,7 @@ class _Contain(Action):
 
 class Block(_Contain):
     name = "gateway.block"
+    kind = ContainmentKind.BLOCK
     summary = "Deny every request from a client (IP, range, key, subscription, client, user)."
     params = SubjectParams
     example: ClassVar[dict[str, object]] = {
@@ -146,13 +154,10 @@ class Block(_Contain):
         "scope": "*",
     }
 
-    def spec(self, params: Params) -> ContainmentSpec:
-        assert isinstance(params, SubjectParams)
-        return _spec(ContainmentKind.BLOCK, params)
-
 
 class Throttle(_Contain):
     name = "gateway.throttle"
+    kind = ContainmentKind.THROTTLE
     summary = "Limit a client to `rate` requests per `period` seconds."
     params = ThrottleParams
     example: ClassVar[dict[str, object]] = {
@@ -162,13 +167,10 @@ class Throttle(_Contain):
         "period": 60,
     }
 
-    def spec(self, params: Params) -> ContainmentSpec:
-        assert isinstance(params, ThrottleParams)
-        return _spec(ContainmentKind.THROTTLE, params)
-
 
 class DisableEndpoint(_Contain):
     name = "gateway.disable_endpoint"
+    kind = ContainmentKind.DISABLE
     summary = "Refuse every request to an endpoint."
     params = EndpointParams
     example: ClassVar[dict[str, object]] = {
@@ -176,19 +178,9 @@ class DisableEndpoint(_Contain):
         "endpoint": "GET /legacy/invoices",
     }
 
-    def spec(self, params: Params) -> ContainmentSpec:
-        assert isinstance(params, EndpointParams)
-        return _endpoint_spec(params)
 
-
-class _Lift(Action):
+class _Lift(_OnBuiltinList):
     """Lifts active containments that match; not reversible (the opposite verb re-adds)."""
-
-    target_types = ("builtin",)
-    idempotent = True
-
-    def spec(self, params: Params) -> ContainmentSpec:
-        raise NotImplementedError
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         spec = self.spec(params)
@@ -200,24 +192,18 @@ class _Lift(Action):
 
 class Unblock(_Lift):
     name = "gateway.unblock"
+    kind = ContainmentKind.BLOCK
     summary = "Lift blocks on a client."
     params = SubjectParams
     example: ClassVar[dict[str, object]] = {"target": "builtin", "ip": "203.0.113.7"}
 
-    def spec(self, params: Params) -> ContainmentSpec:
-        assert isinstance(params, SubjectParams)
-        return _spec(ContainmentKind.BLOCK, params)
-
 
 class EnableEndpoint(_Lift):
     name = "gateway.enable_endpoint"
+    kind = ContainmentKind.DISABLE
     summary = "Serve an endpoint disabled earlier again."
     params = EndpointParams
     example: ClassVar[dict[str, object]] = {
         "target": "builtin",
         "endpoint": "GET /legacy/invoices",
     }
-
-    def spec(self, params: Params) -> ContainmentSpec:
-        assert isinstance(params, EndpointParams)
-        return _endpoint_spec(params)

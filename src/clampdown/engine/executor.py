@@ -360,14 +360,8 @@ class Executor:
                 jobs.finish(conn, run.job.id)
                 return False
             return True
-        engine = self.config.engine
-        if outcome.retry and step["attempts"] < engine.max_attempts:
-            delay = backoff(
-                step["attempts"],
-                initial=engine.backoff_initial,
-                maximum=engine.backoff_max,
-                retry_after=outcome.retry_after,
-            )
+        if outcome.retry and step["attempts"] < self.config.engine.max_attempts:
+            delay = self._delay(step["attempts"], outcome.retry_after)
             reason = f"{outcome.error}; retry in {delay:.2f}s"
             self._move(conn, run, step, StepState.PENDING, reason, now, error=outcome.error)
             jobs.retry_at(conn, run.job.id, now + timedelta(seconds=delay))
@@ -378,6 +372,15 @@ class Executor:
             error = f"gave up after {step['attempts']} attempts: {error}"
         self._fail(conn, run, step, error, now)
         return False
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        engine = self.config.engine
+        return backoff(
+            attempt,
+            initial=engine.backoff_initial,
+            maximum=engine.backoff_max,
+            retry_after=retry_after,
+        )
 
     def _set_step(
         self,
@@ -536,14 +539,8 @@ class Executor:
         now: datetime,
     ) -> None:
         rid, key = job.remediation_id, step["key"]
-        engine = self.config.engine
-        if error and transient and job.attempts + 1 < engine.max_attempts:
-            delay = backoff(
-                job.attempts + 1,
-                initial=engine.backoff_initial,
-                maximum=engine.backoff_max,
-                retry_after=retry_after,
-            )
+        if error and transient and job.attempts + 1 < self.config.engine.max_attempts:
+            delay = self._delay(job.attempts + 1, retry_after)
             remediations.record(
                 conn,
                 rid,
