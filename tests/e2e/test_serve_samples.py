@@ -132,6 +132,10 @@ def test_every_sample_is_normalized_contained_and_undone(server: Server) -> None
             for rem in f["remediations"]
         }
         for rid in contained_ids:
+            # The list is lifted first; the remediation's own record follows in its own commit.
+            wait_for(
+                lambda rid=rid: api.get(f"/v1/remediations/{rid}").json()["state"] != "succeeded"
+            )
             rem = api.get(f"/v1/remediations/{rid}").json()
             assert rem["state"] == "expired", rem["history"]
             undo = [h for h in rem["history"] if h["to_state"] == "undone"]
