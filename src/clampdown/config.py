@@ -6,7 +6,7 @@ import hashlib
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -129,9 +129,6 @@ class LimitsConfig(_Strict):
     """Request limits of the HTTP API."""
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-
-
-PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
 class Config(_Strict):

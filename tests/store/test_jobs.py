@@ -110,23 +110,21 @@ def test_release_dead_frees_only_the_dead_owners_leases(db: Database) -> None:
     assert live_job != dead_job
 
 
-def test_next_due_ignores_leased_jobs(db: Database) -> None:
+def test_due_count_counts_only_jobs_due_now(db: Database) -> None:
     enqueue(db, due_at=NOW)
     enqueue(db, due_at=NOW + timedelta(minutes=1))
-    claim(db, limit=1)
     with db.read() as conn:
-        assert jobs.next_due(conn) == NOW + timedelta(minutes=1)
+        assert jobs.due_count(conn, NOW) == 1
+        assert jobs.due_count(conn, NOW + timedelta(minutes=1)) == 2
 
 
 def test_pending_count_can_leave_out_one_kind(db: Database) -> None:
     with db.write() as conn:
         rid = make_remediation(conn, now=NOW)
-        jobs.enqueue(conn, "run_step", rid, "a", due_at=NOW, now=NOW)
+        jobs.enqueue(conn, "run", rid, None, due_at=NOW, now=NOW)
         jobs.enqueue(conn, "undo_step", rid, "a", due_at=NOW, now=NOW)
         assert jobs.pending_count(conn) == 2
         assert jobs.pending_count(conn, exclude_kind="undo_step") == 1
-        assert jobs.cancel_for(conn, rid, "run_step") == 1
-        assert jobs.pending_count(conn) == 1
 
 
 def test_concurrent_claimers_never_share_a_job(db: Database) -> None:

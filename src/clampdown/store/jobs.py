@@ -118,22 +118,6 @@ def extend_lease(conn: Connection, job_id: int, until: datetime) -> None:
     conn.execute(_EXTEND, {"b_id": job_id, "b_until": until})
 
 
-def cancel_for(conn: Connection, remediation_id: str, kind: str | None = None) -> int:
-    """Drop a remediation's pending jobs (all, or of one kind)."""
-    stmt = delete(_t).where(_t.c.remediation_id == remediation_id)
-    if kind is not None:
-        stmt = stmt.where(_t.c.kind == kind)
-    return int(conn.execute(stmt).rowcount)
-
-
-def next_due(conn: Connection) -> datetime | None:
-    """When the earliest unleased job is due, to sleep exactly that long."""
-    value: datetime | None = conn.execute(
-        select(func.min(_t.c.due_at)).where(_t.c.lease_until.is_(None))
-    ).scalar()
-    return value
-
-
 def release_dead(conn: Connection, is_dead: Callable[[str], bool]) -> int:
     """Free the leases of workers known to be gone, so their jobs run now, not at lease end."""
     owners = conn.execute(
