@@ -476,25 +476,12 @@ class Executor:
 
         def finish(conn: Connection) -> None:
             rid, now = run.job.remediation_id, _now()
+            verdict = (target.value, reason, now)
             if run.remediation["state"] == _RUNNING:
-                remediations.set_state(
-                    conn,
-                    rid,
-                    from_state=_RUNNING,
-                    to_state=_VERIFYING,
-                    reason="every step ran",
-                    actor=ENGINE,
-                    now=run.ran_at or now,
-                )
-            remediations.set_state(
-                conn,
-                rid,
-                from_state=_VERIFYING,
-                to_state=target.value,
-                reason=reason,
-                actor=ENGINE,
-                now=now,
-            )
+                began = (_VERIFYING, "every step ran", run.ran_at or now)
+                remediations.move(conn, rid, _RUNNING, [began, verdict], actor=ENGINE)
+            else:
+                remediations.move(conn, rid, _VERIFYING, [verdict], actor=ENGINE)
             jobs.finish(conn, run.job.id)
 
         await self.db.run_async(finish)

@@ -117,19 +117,19 @@ def _create(
         "updated_at": now,
     }
     remediations.create(conn, row)
-    remediations.record_many(
+    remediations.record_path(
         conn,
         rid,
+        None,
         [
             (
-                None,
                 RemediationState.PLANNED.value,
                 f"finding {finding_id} matched playbook {playbook.name}",
+                now,
             ),
-            (RemediationState.PLANNED.value, target.value, reason),
+            (target.value, reason, now),
         ],
         actor=SYSTEM,
-        now=now,
     )
     step_rows = [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
     remediations.add_steps(conn, step_rows)

@@ -160,13 +160,54 @@ def set_state(
     now: datetime,
 ) -> bool:
     """Move a remediation from `from_state` to `to_state` and record it; False if it had moved."""
+    return move(conn, remediation_id, from_state, [(to_state, reason, now)], actor=actor)
+
+
+def move(
+    conn: Connection,
+    remediation_id: str,
+    from_state: str,
+    path: list[tuple[str, str, datetime]],
+    *,
+    actor: str,
+) -> bool:
+    """Move a remediation along `path` ((state, reason, when), ...) in one update, recording
+    every transition; False if it was no longer in `from_state`."""
+    last_state, _, last_at = path[-1]
     moved = conn.execute(
-        _SET_STATE, {"b_id": remediation_id, "b_from": from_state, "b_to": to_state, "b_now": now}
+        _SET_STATE,
+        {"b_id": remediation_id, "b_from": from_state, "b_to": last_state, "b_now": last_at},
     ).rowcount
     if not moved:
         return False
-    record(conn, remediation_id, None, from_state, to_state, reason=reason, actor=actor, now=now)
+    record_path(conn, remediation_id, from_state, path, actor=actor)
     return True
+
+
+def record_path(
+    conn: Connection,
+    remediation_id: str,
+    from_state: str | None,
+    path: list[tuple[str, str, datetime]],
+    *,
+    actor: str,
+) -> None:
+    """Record remediation-level transitions along `path` ((state, reason, when), ...)."""
+    rows = []
+    for state, reason, at in path:
+        rows.append(
+            {
+                "remediation_id": remediation_id,
+                "step_key": None,
+                "at": at,
+                "from_state": from_state,
+                "to_state": state,
+                "reason": reason,
+                "actor": actor,
+            }
+        )
+        from_state = state
+    record_rows(conn, rows)
 
 
 def record(
@@ -192,32 +233,6 @@ def record(
             "reason": reason,
             "actor": actor,
         },
-    )
-
-
-def record_many(
-    conn: Connection,
-    remediation_id: str,
-    transitions: list[tuple[str | None, str, str]],
-    *,
-    actor: str,
-    now: datetime,
-) -> None:
-    """Append several remediation-level entries (from, to, reason) at once."""
-    conn.execute(
-        _INSERT_HIST,
-        [
-            {
-                "remediation_id": remediation_id,
-                "step_key": None,
-                "at": now,
-                "from_state": from_state,
-                "to_state": to_state,
-                "reason": reason,
-                "actor": actor,
-            }
-            for from_state, to_state, reason in transitions
-        ],
     )
 
 
