@@ -24,12 +24,16 @@ def make_app(tmp_path: Path, database_url: str) -> Iterator[AppFactory]:
     opened: list[Clampdown] = []
 
     def build(
-        playbooks: str, *, webhook: WebhookReceiver | None = None, **engine: Any
+        playbooks: str,
+        *,
+        webhook: WebhookReceiver | None = None,
+        targets: dict[str, Any] | None = None,
+        **engine: Any,
     ) -> Clampdown:
         folder = tmp_path / f"playbooks{len(opened)}"
         folder.mkdir()
         (folder / "test.yaml").write_text(textwrap.dedent(playbooks))
-        targets: dict[str, Any] = {}
+        targets = dict(targets or {})
         if webhook is not None:
             targets["hook"] = {"type": "webhook", "url": webhook.url, "timeout": 2}
         config = make_config(

@@ -1,0 +1,125 @@
+"""flow.trigger and notify.send against a real HTTP receiver: bodies, failures, secrecy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clampdown.actions.http import TargetHttp
+from clampdown.errors import PreconditionError
+from tests.conftest import sample
+from tests.engine.conftest import AppFactory, drain
+from tests.fakes import Reply, WebhookReceiver
+
+FLOW = """
+apiVersion: clampdown/v1
+kind: Playbook
+metadata: {name: start-flow}
+spec:
+  match: {types: [API_AccessFromSuspiciousIP]}
+  mode: automatic
+  steps:
+    - id: flow
+      uses: flow.trigger
+      with:
+        target: remediation-flow
+        body:
+          alert: "${{ finding.source_id }}"
+          ip: "${{ finding.ip }}"
+          ips: "${{ finding.ips }}"
+"""
+
+SIGNATURE = "sig=do-not-leak-this-signature"
+
+
+def flow_app(make_app: AppFactory, receiver: WebhookReceiver, tmp_path: Path):  # type: ignore[no-untyped-def]
+    secret = tmp_path / "flow-url"
+    secret.write_text(f"{receiver.url}?api-version=2016-10-01&sp=run&sv=1.0&{SIGNATURE}")
+    targets = {"remediation-flow": {"type": "flow", "url": {"file": str(secret)}, "timeout": 1}}
+    return make_app(FLOW, targets=targets)
+
+
+def test_flow_receives_the_rendered_body_with_types_kept(
+    make_app: AppFactory, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """202 from the flow: the step succeeds and the body keeps lists as lists."""
+    webhook.default = Reply(202, body="")
+    app = flow_app(make_app, webhook, tmp_path)
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    rem = app.get_remediation(result.remediations[0].remediation_id)
+    assert rem["state"] == "succeeded"
+    [delivery] = webhook.deliveries
+    assert delivery.body == {
+        "alert": result.source_id,
+        "ip": "203.0.113.77",
+        "ips": ["203.0.113.77"],
+    }
+    assert delivery.headers["Idempotency-Key"] == rem["steps"][0]["idempotency_key"]
+
+
+def test_flow_schema_rejection_is_permanent(
+    make_app: AppFactory, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """400 (the flow's schema validation) is not retried."""
+    webhook.default = Reply(400, body='{"error": {"code": "TriggerInputSchemaMismatch"}}')
+    app = flow_app(make_app, webhook, tmp_path)
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    rem = app.get_remediation(result.remediations[0].remediation_id)
+    assert rem["state"] == "failed"
+    assert "400" in rem["steps"][0]["error"]
+    assert len(webhook.deliveries) == 1
+
+
+def test_flow_gateway_timeout_is_not_sent_twice(
+    make_app: AppFactory, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """504 may mean the flow ran: a non-idempotent trigger fails instead of firing again."""
+    webhook.default = Reply(504, body="")
+    app = flow_app(make_app, webhook, tmp_path)
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    rem = app.get_remediation(result.remediations[0].remediation_id)
+    assert rem["state"] == "failed"
+    assert "not sent again" in rem["steps"][0]["error"]
+    assert len(webhook.deliveries) == 1
+
+
+def test_flow_throttling_is_retried(
+    make_app: AppFactory, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """429 means the flow did not run: retried, and the step then succeeds."""
+    webhook.script = [Reply(429, {"Retry-After": "0"}, body="")]
+    webhook.default = Reply(202, body="")
+    app = flow_app(make_app, webhook, tmp_path)
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    rem = app.get_remediation(result.remediations[0].remediation_id)
+    assert rem["state"] == "succeeded"
+    assert len(webhook.deliveries) == 2
+
+
+def test_flow_url_signature_never_appears_in_records(make_app: AppFactory, tmp_path: Path) -> None:
+    """A refused connection is reported by target name; the signed URL stays secret."""
+    receiver = WebhookReceiver()
+    with receiver.running():
+        app = flow_app(make_app, receiver, tmp_path)
+    # The receiver is gone: every attempt is refused.
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    rem = app.get_remediation(result.remediations[0].remediation_id)
+    assert rem["state"] == "failed"
+    text = repr(rem)
+    assert "remediation-flow" in text
+    assert SIGNATURE not in text
+    assert "sig=" not in text
+
+
+async def test_outbound_calls_only_reach_the_targets_address() -> None:
+    """A URL on another host or port than the configured target's is refused before sending."""
+    http = TargetHttp(None, "http://127.0.0.1:9/hook", "hook")  # type: ignore[arg-type]
+    for url in ("http://127.0.0.2:9/hook", "http://127.0.0.1:10/hook", "https://127.0.0.1:9/"):
+        with pytest.raises(PreconditionError, match="outside its address"):
+            await http.post_json(url, {}, headers={}, timeout=1)
