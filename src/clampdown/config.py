@@ -142,6 +142,14 @@ class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
+    # Validators run in this order: the built-in target exists before the lease is checked.
+    @model_validator(mode="after")
+    def _builtin_target(self) -> Config:
+        if "builtin" not in self.targets:
+            targets = {"builtin": TargetConfig(type="builtin"), **self.targets}
+            object.__setattr__(self, "targets", targets)
+        return self
+
     @model_validator(mode="after")
     def _lease_outlasts_calls(self) -> Config:
         slowest = max((t.timeout for t in self.targets.values()), default=0.0)
@@ -151,13 +159,6 @@ class Config(_Strict):
                 f"target timeout ({slowest:g}) by at least 5 s, or a running call could be "
                 "taken up again by another worker"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _builtin_target(self) -> Config:
-        if "builtin" not in self.targets:
-            targets = {"builtin": TargetConfig(type="builtin"), **self.targets}
-            object.__setattr__(self, "targets", targets)
         return self
 
     def effective_database_url(self, override: str | None = None) -> str:

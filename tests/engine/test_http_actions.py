@@ -123,3 +123,32 @@ async def test_outbound_calls_only_reach_the_targets_address() -> None:
     for url in ("http://127.0.0.2:9/hook", "http://127.0.0.1:10/hook", "https://127.0.0.1:9/"):
         with pytest.raises(PreconditionError, match="outside its address"):
             await http.post_json(url, {}, headers={}, timeout=1)
+
+
+NOTIFY = """
+apiVersion: clampdown/v1
+kind: Playbook
+metadata: {name: tell}
+spec:
+  match: {types: [API_AccessFromSuspiciousIP]}
+  mode: automatic
+  steps:
+    - id: tell
+      uses: notify.send
+      with: {target: hook, text: "Suspicious access from ${{ finding.ip }}"}
+"""
+
+
+def test_a_webhook_that_answers_too_late_is_not_called_again(
+    make_app: AppFactory, webhook: WebhookReceiver
+) -> None:
+    """A timeout after sending may have delivered: notify.send fails rather than repeat."""
+    webhook.default = Reply(200, delay=2.5)  # the hook target's timeout is 2 s
+    app = make_app(NOTIFY, webhook=webhook)
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    rem = app.get_remediation(result.remediations[0].remediation_id)
+    assert rem["state"] == "failed"
+    assert "timed out" in rem["steps"][0]["error"]
+    assert "not sent again" in rem["steps"][0]["error"]
+    assert len(webhook.deliveries) == 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from clampdown.model import Finding, Kind, Severity
 from clampdown.playbooks import Matcher, Playbook, load_playbooks
@@ -126,7 +126,7 @@ def test_when(build: Callable[..., Matcher], make_finding: MakeFinding) -> None:
 
 
 def test_failing_when_is_no_match_and_is_reported(
-    build: Callable[..., Matcher], make_finding: MakeFinding, caplog: pytest.LogCaptureFixture
+    build: Callable[..., Matcher], make_finding: MakeFinding
 ) -> None:
     matcher = build(
         broken=("when: finding.properties['port'] == '22'", 0),
@@ -139,9 +139,9 @@ def test_failing_when_is_no_match_and_is_reported(
     assert playbook.name == "broken"
     assert "pbs.yaml:" in str(error)
     assert "port" in str(error)
-    with caplog.at_level(logging.WARNING, logger="clampdown.playbooks.matcher"):
+    with structlog.testing.capture_logs() as logs:
         assert names(matcher, finding) == ["fine"]
-    assert "broken" in caplog.text
+    assert [(e["log_level"], e["playbook"]) for e in logs] == [("warning", "broken")]
     assert names(matcher, make_finding(properties={"port": "22"})) == ["broken", "fine"]
 
 

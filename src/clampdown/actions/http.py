@@ -44,10 +44,17 @@ class TargetHttp:
             ) as resp:
                 return resp.status, dict(resp.headers), await resp.read()
         except TimeoutError as exc:
-            raise TransientError(f"target {self._target}: timed out after {timeout:g}s") from exc
+            raise TransientError(
+                f"target {self._target}: timed out after {timeout:g}s", maybe_delivered=True
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing was sent: the connection was never made.
+            raise TransientError(f"target {self._target}: cannot connect") from exc
         except aiohttp.ClientError as exc:
             # The URL may carry a signature: name the target, never the URL.
-            raise TransientError(f"target {self._target}: {type(exc).__name__}") from exc
+            raise TransientError(
+                f"target {self._target}: {type(exc).__name__}", maybe_delivered=True
+            ) from exc
 
 
 def check_status(target: str, status: int, headers: dict[str, str], body: bytes) -> None:

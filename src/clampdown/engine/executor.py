@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
@@ -88,6 +88,16 @@ class _Run:
     ran_at: datetime | None = None
     """When the last step ended, i.e. when verification began."""
 
+    def copy(self) -> _Run:
+        """An independent copy of the mutable state (rows, job lease); the finding is shared."""
+        return replace(
+            self,
+            job=replace(self.job),
+            remediation=dict(self.remediation),
+            steps=[dict(step) for step in self.steps],
+            notes=[],
+        )
+
 
 @dataclass(frozen=True)
 class _Call:
@@ -153,26 +163,29 @@ class Executor:
     # -- run: one step after the other ----------------------------------------------------
 
     async def _drive(self, run: _Run) -> None:
-        nxt = await self.db.run_async(partial(self._advance, run=run, previous=None))
+        run, nxt = await self.db.run_async(partial(self._advance, run=run, previous=None))
         while isinstance(nxt, _Call):
             previous = (nxt, await self._call(run, nxt))
-            nxt = await self.db.run_async(partial(self._advance, run=run, previous=previous))
+            run, nxt = await self.db.run_async(partial(self._advance, run=run, previous=previous))
         if nxt is _VERIFY:
             await self._verify(run)
 
     def _advance(
         self, conn: Connection, run: _Run, previous: tuple[_Call, _Outcome] | None
-    ) -> object:
+    ) -> tuple[_Run, object]:
         """Record the previous call's outcome and start the next step, in one transaction.
 
-        Returns the next `_Call`, `_VERIFY` when every step is done, or None when the job
-        has ended (finished, waiting for a person or a retry, or failed).
+        Returns the run's new state with the next `_Call`, `_VERIFY` when every step is done,
+        or None when the job has ended (finished, waiting for a person or a retry, or failed).
         """
+        # Work on a copy: if the transaction is rolled back and this runs again, it must start
+        # from the state as it was, not as the failed attempt left it in memory.
+        run = run.copy()
         now = _now()
         try:
             if previous is not None and not self._record(conn, run, *previous, now=now):
-                return None
-            return self._next(conn, run, now)
+                return run, None
+            return run, self._next(conn, run, now)
         finally:
             self._flush(conn, run)
 
@@ -336,7 +349,9 @@ class Executor:
         self, conn: Connection, run: _Run, call: _Call, outcome: _Outcome, *, now: datetime
     ) -> bool:
         """Store a call's outcome; True when the remediation goes on in this job."""
-        rid, step = run.job.remediation_id, call.step
+        # The call's step belongs to the previous copy of the run: use this copy's row.
+        rid = run.job.remediation_id
+        step = next(s for s in run.steps if s["key"] == call.step["key"])
         if outcome.result is not None:
             result = outcome.result
             state = StepState.WAITING if result.waiting else StepState.SUCCEEDED
@@ -442,10 +457,15 @@ class Executor:
     async def _verify(self, run: _Run) -> None:
         """Check every verifiable effect still in place, then end the remediation."""
         problems = []
+        now = _now()
         undone = False
         for step in run.steps:
             action = registry.CATALOG.get(step["action"])
-            undone = undone or step["state"] == StepState.UNDONE.value
+            # An effect whose expiry has come is not expected to be in force any more.
+            lapsed = step["expires_at"] is not None and step["expires_at"] <= now
+            undone = undone or step["state"] == StepState.UNDONE.value or lapsed
+            if lapsed:
+                continue
             if (
                 action is None
                 or not action.verifiable
@@ -463,7 +483,9 @@ class Executor:
             if not ok:
                 problems.append(f"{step['key']}: {reason}")
         held = any(
-            s["state"] == StepState.SUCCEEDED.value and s["expires_at"] is not None
+            s["state"] == StepState.SUCCEEDED.value
+            and s["expires_at"] is not None
+            and s["expires_at"] > now
             for s in run.steps
         )
         if problems:
@@ -552,7 +574,7 @@ class Executor:
                 key,
                 step["state"],
                 step["state"],
-                reason=f"expiry undo failed, the effect is still in force: {error}",
+                reason=f"expiry undo failed; check the target: {error}",
                 actor=ENGINE,
                 now=now,
             )

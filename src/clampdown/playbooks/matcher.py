@@ -8,19 +8,19 @@ any CEL `when`, and the finding is converted for CEL at most once per call.
 from __future__ import annotations
 
 import fnmatch
-import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import cel
+import structlog
 
 from clampdown.errors import ExpressionError
 from clampdown.model import Finding
 from clampdown.playbooks.expressions import Expression, Needs
 from clampdown.playbooks.loader import Playbook
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger("clampdown.playbooks")
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _ALL_SEVERITIES = 0b11111
@@ -109,7 +109,7 @@ class Matcher:
         """The playbooks that apply to `finding`, best first."""
         result = self.evaluate(finding)
         for playbook, error in result.errors:
-            logger.warning("playbook %s: `when` failed, not matched: %s", playbook.name, error)
+            logger.warning("`when` failed, not matched", playbook=playbook.name, error=str(error))
         return result.playbooks
 
     def evaluate(self, finding: Finding) -> MatchResult:
