@@ -104,6 +104,8 @@ class Clampdown:
         # Set by a worker running in this process: new jobs are leased to it and handed over.
         self.lease_for_new_jobs: Callable[[], tuple[str, datetime]] | None = None
         self.adopt: Callable[[list[Adopted]], None] = lambda items: None
+        # How the in-process engine is doing: absent, running, failing or stopped.
+        self.engine_state: Callable[[], str] = lambda: "absent"
 
     @classmethod
     def open(cls, config: Config, *, database_url: str | None = None) -> Clampdown:
@@ -409,7 +411,14 @@ class Clampdown:
             return jobs.pending_count(conn, exclude_kind=planner.UNDO_STEP)
 
     def health(self) -> dict[str, Any]:
-        """Database reachable, playbooks loaded, how much work is due."""
+        """Database reachable, engine running, playbooks loaded, how much work is due."""
         with self.db.read() as conn:
             due = jobs.due_count(conn, datetime.now(UTC))
-        return {"status": "ok", "playbooks": len(self.playbooks), "due_jobs": due}
+        engine = self.engine_state()
+        status = "ok" if engine in ("running", "absent") else "degraded"
+        return {
+            "status": status,
+            "engine": engine,
+            "playbooks": len(self.playbooks),
+            "due_jobs": due,
+        }

@@ -123,3 +123,18 @@ def test_unknown_state_filter_is_400(client: TestClient) -> None:
     response = client.get("/v1/remediations?state=bogus", headers=auth("read"))
     assert response.status_code == 400
     assert "bogus" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/findings/99999999999999999999",
+        "/v1/findings?before=99999999999999999999",
+        "/v1/decisions/stream?cursor=99999999999999999999",
+        "/v1/findings/-1",
+    ],
+)
+def test_out_of_range_numbers_are_422(client: TestClient, path: str) -> None:
+    response = client.get(path, headers=auth("read"))
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "invalid_request"

@@ -23,3 +23,7 @@ def test_health_needs_no_token(client: TestClient) -> None:
     response = client.get("/v1/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_health_reports_the_engine_running(client: TestClient) -> None:
+    assert client.get("/v1/healthz").json()["engine"] == "running"

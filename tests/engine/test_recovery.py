@@ -155,7 +155,7 @@ def test_a_dead_local_workers_lease_is_released_at_start(make_app: AppFactory) -
     rid = result.remediations[0].remediation_id
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    owner = f"{socket.gethostname()}:{gone.pid}:deadbeef"
+    owner = f"{socket.gethostname()}:{gone.pid}:1:deadbeef"
     die_mid_call(app, rid, "block", owner=owner, lease_until=datetime.now(UTC) + timedelta(hours=1))
     drain(app)
     assert app.get_remediation(rid)["state"] == "succeeded"

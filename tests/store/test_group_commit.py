@@ -64,3 +64,31 @@ async def test_run_async_waits_without_blocking_the_loop(db: Database) -> None:
     )
     assert row_id > 0
     assert count(db) == 1
+
+
+async def test_a_caller_that_gives_up_does_not_stop_the_writer(db: Database) -> None:
+    """A cancelled write is dropped; the writer goes on serving everyone else."""
+    import asyncio
+
+    gate = threading.Event()
+    started = threading.Event()
+
+    def hold(conn: Connection) -> None:
+        started.set()
+        gate.wait(5)
+
+    first = db.submit(hold)
+    assert started.wait(5)
+    waiting = asyncio.ensure_future(
+        db.run_async(lambda conn: findings.insert_if_new(conn, make_finding("gave-up"), now=NOW))
+    )
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    await asyncio.sleep(0.05)  # let the cancellation reach the queued write
+    gate.set()
+    await asyncio.to_thread(first.result, 5)
+    _, new = await asyncio.wait_for(
+        db.run_async(lambda conn: findings.insert_if_new(conn, make_finding("later"), now=NOW)), 5
+    )
+    assert new
+    assert count(db) == 1

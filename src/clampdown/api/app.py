@@ -51,6 +51,7 @@ def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         app.state.worker = worker
+        clampdown.engine_state = lambda: _engine_state(task, worker)
         try:
             yield
         finally:
@@ -91,6 +92,12 @@ def _document_bearer_auth(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _engine_state(task: asyncio.Task[None], worker: Worker) -> str:
+    if task.done():
+        return "stopped"
+    return "failing" if worker.failures else "running"
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -98,7 +98,7 @@ async def auth(
 async def stream(
     _t: Reader,
     app: App,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Json:
     """Changes after `cursor`. Start with 0: a snapshot of the active list and the cursor to

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -14,6 +14,7 @@ from clampdown.api.responses import Json
 router = APIRouter(prefix="/v1")
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+BIGINT = 2**63 - 1
 
 
 class Note(BaseModel):
@@ -30,7 +31,11 @@ class Reason(BaseModel):
 
 @router.get("/findings", tags=["findings"])
 async def list_findings(
-    _t: Reader, app: App, limit: Limit = 50, before: int | None = None, type: str | None = None
+    _t: Reader,
+    app: App,
+    limit: Limit = 50,
+    before: Annotated[int | None, Query(ge=1, le=BIGINT)] = None,
+    type: str | None = None,
 ) -> Json:
     """Newest findings first; page with `before` = the last id seen."""
     rows = await run_in_threadpool(app.list_findings, limit=limit, before=before, type_=type)
@@ -38,7 +43,9 @@ async def list_findings(
 
 
 @router.get("/findings/{finding_id}", tags=["findings"])
-async def get_finding(_t: Reader, app: App, finding_id: int) -> Json:
+async def get_finding(
+    _t: Reader, app: App, finding_id: Annotated[int, Path(ge=1, le=BIGINT)]
+) -> Json:
     """One finding with its raw payload."""
     return Json(await run_in_threadpool(app.get_finding, finding_id))
 
@@ -121,7 +128,8 @@ async def list_actions(_t: Reader, app: App) -> Json:
     return Json({"actions": catalog})
 
 
-@router.get("/healthz", tags=["health"])
+@router.get("/healthz", tags=["health"], responses={503: {"description": "engine not running"}})
 async def health(app: App) -> Json:
-    """Liveness and readiness: the database answers."""
-    return Json(await run_in_threadpool(app.health))
+    """Liveness and readiness: the database answers and the engine runs (503 otherwise)."""
+    state = await run_in_threadpool(app.health)
+    return Json(state, status_code=200 if state["status"] == "ok" else 503)

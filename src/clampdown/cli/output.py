@@ -64,6 +64,8 @@ def listing(
 @contextmanager
 def errors_to_exit() -> Iterator[None]:
     """Turn Clampdown errors into a message and an exit code (2 for bad input, 1 otherwise)."""
+    from sqlalchemy.exc import DBAPIError
+
     from clampdown.errors import ClampdownError, InputError
 
     try:
@@ -72,3 +74,8 @@ def errors_to_exit() -> Iterator[None]:
         fail(str(exc), code=2)
     except ClampdownError as exc:
         fail(str(exc), code=1)
+    except DBAPIError as exc:
+        # The driver's own words (e.g. "database is locked"), never the statement or its values.
+        fail(
+            f"database: {str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__}", code=1
+        )

@@ -139,8 +139,6 @@ class Executor:
         self.session = session
         self.due = due
         self.lease = timedelta(seconds=config.engine.lease_seconds)
-        slowest = max((t.timeout for t in config.targets.values()), default=0.0)
-        self.min_lease = timedelta(seconds=slowest + 5)
 
     async def run(self, job: Job, adopted: Adopted | None = None) -> None:
         """Do one job (with what planning knew, when it was planned here); never raises."""
@@ -182,6 +180,10 @@ class Executor:
         # from the state as it was, not as the failed attempt left it in memory.
         run = run.copy()
         now = _now()
+        if not jobs.hold(conn, run.job, now + self.lease):
+            # Another worker took the job over (our lease lapsed): it carries on, we stop.
+            log.warning("job taken over by another worker", job=run.job.id)
+            return run, None
         try:
             if previous is not None and not self._record(conn, run, *previous, now=now):
                 return run, None
@@ -249,7 +251,6 @@ class Executor:
         # Every step ran. The move to verifying is written with the verdict, in one transaction;
         # a crash before it leaves the remediation running with no step left: verified again.
         run.ran_at = now
-        self._hold(conn, run, now)
         return _VERIFY
 
     @staticmethod
@@ -294,14 +295,7 @@ class Executor:
         self._move(
             conn, run, step, StepState.RUNNING, f"attempt {values['attempts']}", now, **values
         )
-        self._hold(conn, run, now)
         return _Call(step, action, params)
-
-    def _hold(self, conn: Connection, run: _Run, now: datetime) -> None:
-        """Extend the job's lease when what is left of it might not cover the next call."""
-        if run.job.lease_until - now < self.min_lease:
-            run.job.lease_until = now + self.lease
-            jobs.extend_lease(conn, run.job.id, run.job.lease_until)
 
     def _move(
         self,
@@ -498,6 +492,8 @@ class Executor:
 
         def finish(conn: Connection) -> None:
             rid, now = run.job.remediation_id, _now()
+            if not jobs.hold(conn, run.job, now + self.lease):
+                return
             verdict = (target.value, reason, now)
             if run.remediation["state"] == _RUNNING:
                 began = (_VERIFYING, "every step ran", run.ran_at or now)
@@ -548,6 +544,8 @@ class Executor:
         now: datetime,
     ) -> None:
         rid, key = job.remediation_id, step["key"]
+        if not jobs.hold(conn, job, now + self.lease):
+            return
         if error and transient and job.attempts + 1 < self.config.engine.max_attempts:
             delay = self._delay(job.attempts + 1, retry_after)
             remediations.record(

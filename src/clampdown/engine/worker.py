@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,27 +27,40 @@ log = structlog.get_logger("clampdown.worker")
 _HOST = socket.gethostname()
 
 
+def _started(pid: int) -> str:
+    """When a process started (clock ticks since boot), or "" where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # Field 22; the command name (field 2) may hold spaces, so count from its closing ')'.
+    return stat.rpartition(")")[2].split()[19]
+
+
 def worker_id() -> str:
-    """host:pid:nonce, so a restarted worker can tell its dead predecessors' leases."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """host:pid:start:nonce, so that a restarted worker can tell its dead predecessors' leases.
+
+    The start time tells a process apart from an earlier one that had the same pid (a
+    restarted container's pid 1).
+    """
+    pid = os.getpid()
+    return f"{_HOST}:{pid}:{_started(pid)}:{uuid.uuid4().hex[:8]}"
 
 
 def is_dead_local_owner(owner: str) -> bool:
-    """True for a lease owner on this host whose process no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
+    """True for a lease owner on this host whose process no longer runs."""
+    parts = owner.split(":")
+    if len(parts) != 4 or parts[0] != _HOST or not parts[1].isdigit():
         return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True  # an earlier process that had our pid; the caller skips its own id
+    pid, started = int(parts[1]), parts[2]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    # The pid runs: it is the owner only if it started when the owner did.
+    return bool(started) and _started(pid) not in ("", started)
 
 
 class Worker:
@@ -72,6 +86,8 @@ class Worker:
         self._starved = False
         self._next_look: datetime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.failures = 0
+        """Consecutive failed passes (database unreachable, ...); 0 when healthy."""
 
     def poke(self) -> None:
         """Work was committed to the job table: claim it now rather than at the next poll."""
@@ -106,21 +122,34 @@ class Worker:
         async with aiohttp.ClientSession(connector=connector) as session:
             executor = Executor(self.db, self.config, self.cache, session, due=self._due)
             while not stop.is_set():
-                self.wake.clear()
-                adopted, self._adopted = self._adopted, []
-                for item in adopted:
-                    self._spawn(executor.run(item.job, item))
-                if self._look:
-                    await self._claim_into(executor)
-                busy = bool(self._running or self._adopted or self._look)
-                if busy:
-                    self.idle.clear()
+                try:
+                    await self._turn(executor, stop)
+                except Exception:
+                    # A database outage must not end the engine: log, wait, and look again.
+                    log.exception("worker pass failed; retrying")
+                    self.failures += 1
+                    self._look = True
+                    await asyncio.sleep(self.config.engine.poll_interval)
                 else:
-                    self.idle.set()
-                if not (self._adopted or self._look):
-                    await self._sleep(stop)
+                    self.failures = 0
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _turn(self, executor: Executor, stop: asyncio.Event) -> None:
+        """One pass: start handed-over jobs, claim when due, then sleep if nothing is left."""
+        self.wake.clear()
+        adopted, self._adopted = self._adopted, []
+        for item in adopted:
+            self._spawn(executor.run(item.job, item))
+        if self._look:
+            await self._claim_into(executor)
+        busy = bool(self._running or self._adopted or self._look)
+        if busy:
+            self.idle.clear()
+        else:
+            self.idle.set()
+        if not (self._adopted or self._look):
+            await self._sleep(stop)
 
     async def _claim_into(self, executor: Executor) -> None:
         self._look = False
@@ -147,9 +176,7 @@ class Worker:
 
     def _recover(self) -> None:
         with self.db.write() as conn:
-            freed = jobs.release_dead(
-                conn, lambda owner: owner != self.owner and is_dead_local_owner(owner)
-            )
+            freed = jobs.release_dead(conn, is_dead_local_owner)
         if freed:
             log.info("resumed work of a stopped worker", jobs=freed)
         refresh_decisions(self.db, self.cache)

@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any, Generic, TypeVar
 
 import orjson
+import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -21,6 +22,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from clampdown.errors import ConfigError
 
 T = TypeVar("T")
+log = structlog.get_logger("clampdown.store")
+_WRITE = "clampdown_write"
 
 MAX_BATCH = 256
 """Most write functions committed together by the group-commit writer."""
@@ -45,8 +48,10 @@ class Database:
         url = _driver_url(url)
         try:
             self.engine: Engine = _make_engine(url, synchronous)
-        except ArgumentError as exc:
-            raise ConfigError(f"not a database URL: {exc}") from exc
+        except (ArgumentError, ValueError) as exc:
+            raise ConfigError(f"not a usable database URL: {exc}") from exc
+        except ImportError as exc:
+            raise ConfigError(f"no driver for this database URL: {exc.name}") from exc
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite allows one writer: a process-wide lock avoids "database is locked" retries.
         self._write_lock = threading.Lock() if self.is_sqlite else None
@@ -90,12 +95,27 @@ class Database:
                 except queue.Empty:
                     break
                 if item is None:
-                    self._commit(batch)
+                    self._commit_safely(batch)
                     return
                 batch.append(item)
-            self._commit(batch)
+            self._commit_safely(batch)
+
+    def _commit_safely(self, batch: list[_Write[Any]]) -> None:
+        # A caller that gave up (its coroutine was cancelled) is dropped before anything runs;
+        # the others can no longer be cancelled, so their results can always be delivered.
+        live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+        try:
+            self._commit(live)
+        except BaseException as exc:
+            # The writer must outlive any failure, or every later write would wait forever.
+            log.exception("group commit failed")
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(exc)
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
+        if not batch:
+            return
         results: list[Any] = []
         try:
             with self.write() as conn:
@@ -125,7 +145,13 @@ class Database:
             with self.engine.begin() as conn:
                 yield conn
             return
-        with self._write_lock, self.engine.begin() as conn:
+        # BEGIN IMMEDIATE (see _make_engine): a transaction that reads before it writes must
+        # not fail when another process (the CLI beside `serve`) wrote in between.
+        with (
+            self._write_lock,
+            self.engine.connect().execution_options(**{_WRITE: True}) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextmanager
@@ -192,6 +218,8 @@ def _make_engine(url: str, synchronous: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        )
 
     return engine

@@ -39,7 +39,11 @@ _LEASE = (
     .where(_t.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(lease_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
 )
-_EXTEND = update(_t).where(_t.c.id == bindparam("b_id")).values(lease_until=bindparam("b_until"))
+_HOLD = (
+    update(_t)
+    .where(_t.c.id == bindparam("b_id"), _t.c.lease_owner == bindparam("b_owner"))
+    .values(lease_until=bindparam("b_until"))
+)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Job:
     due_at: datetime
     attempts: int
     lease_until: datetime
+    owner: str
 
 
 def enqueue(
@@ -85,7 +90,8 @@ def enqueue(
         conn.execute(_INSERT, values)
         return None
     job_id = conn.execute(_INSERT_RETURNING, values).scalar_one()
-    return Job(int(job_id), kind, remediation_id, step_key, due_at, 0, until)
+    assert owner is not None
+    return Job(int(job_id), kind, remediation_id, step_key, due_at, 0, until, owner)
 
 
 def claim(
@@ -99,7 +105,8 @@ def claim(
     until = now + lease
     conn.execute(_LEASE, {"b_ids": [r.id for r in rows], "b_until": until, "b_owner": owner})
     return [
-        Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at, r.attempts, until) for r in rows
+        Job(r.id, r.kind, r.remediation_id, r.step_key, r.due_at, r.attempts, until, owner)
+        for r in rows
     ]
 
 
@@ -113,9 +120,12 @@ def retry_at(conn: Connection, job_id: int, due_at: datetime, *, attempt: bool =
     conn.execute(_RETRY, {"b_id": job_id, "b_due": due_at, "b_more": int(attempt)})
 
 
-def extend_lease(conn: Connection, job_id: int, until: datetime) -> None:
-    """Keep holding a job that is still being worked on."""
-    conn.execute(_EXTEND, {"b_id": job_id, "b_until": until})
+def hold(conn: Connection, job: Job, until: datetime) -> bool:
+    """Extend the job's lease if this worker still holds it; False when another took it over."""
+    held = conn.execute(_HOLD, {"b_id": job.id, "b_owner": job.owner, "b_until": until}).rowcount
+    if held:
+        job.lease_until = until
+    return bool(held)
 
 
 def release_dead(conn: Connection, is_dead: Callable[[str], bool]) -> int:
