@@ -35,7 +35,7 @@ from clampdown.engine.retry import backoff
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
 from clampdown.model import Finding, RemediationState, StepState
 from clampdown.playbooks.expressions import Expression, compile_value, render_value
-from clampdown.store import findings, jobs, remediations
+from clampdown.store import findings, jobs, remediations, tasks
 from clampdown.store.db import Database
 from clampdown.store.jobs import Job
 
@@ -348,6 +348,9 @@ class Executor:
         step = next(s for s in run.steps if s["key"] == call.step["key"])
         if outcome.result is not None:
             result = outcome.result
+            if result.waiting and _task_already_done(conn, result):
+                # The person finished before this step was recorded as waiting for them.
+                result = result.model_copy(update={"waiting": False})
             state = StepState.WAITING if result.waiting else StepState.SUCCEEDED
             self._move(
                 conn,
@@ -603,6 +606,14 @@ class Executor:
                 actor=ENGINE,
                 now=now,
             )
+
+
+def _task_already_done(conn: Connection, result: ActionResult) -> bool:
+    task_id = result.output.get("task_id")
+    if not isinstance(task_id, str):
+        return False
+    task = tasks.get(conn, task_id)
+    return task is not None and task["status"] == "done"
 
 
 def _once(error: str, retry: bool) -> str:
