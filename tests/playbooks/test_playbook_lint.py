@@ -120,7 +120,7 @@ def test_missing_required_parameter(
     ]
 
 
-def test_destructive_steps_in_automatic_mode_need_expiry(
+def test_containment_without_approval_must_expire(
     write: Write, playbook_yaml: Yaml, run: Callable[[Path], list[str]]
 ) -> None:
     steps = """\
@@ -134,10 +134,8 @@ def test_destructive_steps_in_automatic_mode_need_expiry(
 """
     found = run(write("auto.yaml", playbook_yaml("p", steps=steps)))
     assert found == [
-        "11: warning: playbook p, step block: gateway.block runs automatically and never expires"
-        " (add expires, or use mode approval)",
-        "16: warning: playbook p, step revoke: expires has no effect:"
-        " credential.revoke cannot be undone",
+        "10: error: playbook p, step block: expires: gateway.block runs without approval,"
+        " so it must expire: add `expires`, or use mode: approval",
     ]
     assert run(write("approval.yaml", playbook_yaml("q", steps=steps, mode="approval"))) == [
         "16: warning: playbook q, step revoke: expires has no effect:"

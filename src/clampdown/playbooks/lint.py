@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from clampdown.actions.contract import Action
 from clampdown.config import TargetConfig
-from clampdown.model import Mode
 from clampdown.playbooks.expressions import Expression, Template
 from clampdown.playbooks.loader import Playbook, Step, collect
 
@@ -24,7 +23,6 @@ Level = Literal["error", "warning"]
 _Found = tuple[tuple[str | int, ...], str, Level, str]
 """Where inside the step (a path below it), message, level, hint."""
 
-DESTRUCTIVE = ("gateway.block", "gateway.throttle", "gateway.disable_endpoint", "credential.*")
 """Actions that cut off traffic or access; in automatic mode they should expire."""
 
 _STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_][\w]*)|\[\s*["']([^"']+)["']\s*\])""")
@@ -61,14 +59,6 @@ def lint(
     for playbook in playbooks:
         problems.extend(_check_playbook(playbook, actions, targets))
     return sorted(problems, key=lambda p: (p.path, p.line, p.level, p.message))
-
-
-def is_destructive(action: str) -> bool:
-    """True for actions that block, throttle, disable or touch credentials."""
-    return any(
-        action == pattern or (pattern.endswith(".*") and action.startswith(pattern[:-1]))
-        for pattern in DESTRUCTIVE
-    )
 
 
 def _check_playbook(
@@ -121,9 +111,6 @@ def _check_step(
     for name in sorted(_step_references(step) - earlier):
         message = f"refers to steps.{name}, which is not an earlier step"
         found.append(((), message, "warning", "a step sees only the steps before it"))
-    if playbook.mode is Mode.AUTOMATIC and is_destructive(step.uses) and step.expires is None:
-        message = f"{step.uses} runs automatically and never expires"
-        found.append((("uses",), message, "warning", "add expires, or use mode approval"))
     action = actions.get(step.uses)
     if action is None:
         hint = _suggest(step.uses, actions)

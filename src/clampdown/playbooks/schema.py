@@ -253,6 +253,10 @@ class StepSpec(_Strict):
     expires: PositiveDuration | None = None
 
 
+CONTAINMENT_ACTIONS = frozenset({"gateway.block", "gateway.throttle", "gateway.disable_endpoint"})
+"""Actions whose effect stays in force until undone."""
+
+
 class Spec(_Strict):
     """What the playbook matches and does."""
 
@@ -266,6 +270,20 @@ class Spec(_Strict):
     def _unique_step_ids(self) -> Spec:
         for problem in duplicate_step_ids([{"id": step.id} for step in self.steps]):
             raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _unattended_containment_expires(self) -> Spec:
+        # A safety rail: a containment nobody approved must lift itself.
+        if self.mode is Mode.APPROVAL:
+            return self
+        for index, step in enumerate(self.steps):
+            if step.uses in CONTAINMENT_ACTIONS and step.expires is None:
+                raise SchemaProblem(
+                    f"{step.uses} runs without approval, so it must expire: add `expires`, "
+                    "or use mode: approval",
+                    path=("steps", index, "expires"),
+                )
         return self
 
 
