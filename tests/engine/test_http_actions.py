@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clampdown.actions.http import TargetHttp
 from clampdown.errors import PreconditionError
+from clampdown.services import Clampdown, IngestedFinding
 from tests.conftest import sample
 from tests.engine.conftest import AppFactory, drain
+from tests.engine.playbooks import NOTIFY
 from tests.fakes import Reply, WebhookReceiver
 
 FLOW = """
@@ -33,11 +36,18 @@ spec:
 SIGNATURE = "sig=do-not-leak-this-signature"
 
 
-def flow_app(make_app: AppFactory, receiver: WebhookReceiver, tmp_path: Path):  # type: ignore[no-untyped-def]
+def flow_app(make_app: AppFactory, receiver: WebhookReceiver, tmp_path: Path) -> Clampdown:
     secret = tmp_path / "flow-url"
     secret.write_text(f"{receiver.url}?api-version=2016-10-01&sp=run&sv=1.0&{SIGNATURE}")
     targets = {"remediation-flow": {"type": "flow", "url": {"file": str(secret)}, "timeout": 1}}
     return make_app(FLOW, targets=targets)
+
+
+def run_once(app: Clampdown) -> tuple[IngestedFinding, dict[str, Any]]:
+    """Ingest the suspicious-IP sample, let the engine finish, return it and its remediation."""
+    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
+    drain(app)
+    return result, app.get_remediation(result.remediations[0].remediation_id)
 
 
 def test_flow_receives_the_rendered_body_with_types_kept(
@@ -45,10 +55,7 @@ def test_flow_receives_the_rendered_body_with_types_kept(
 ) -> None:
     """202 from the flow: the step succeeds and the body keeps lists as lists."""
     webhook.default = Reply(202, body="")
-    app = flow_app(make_app, webhook, tmp_path)
-    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
-    drain(app)
-    rem = app.get_remediation(result.remediations[0].remediation_id)
+    result, rem = run_once(flow_app(make_app, webhook, tmp_path))
     assert rem["state"] == "succeeded"
     [delivery] = webhook.deliveries
     assert delivery.body == {
@@ -64,10 +71,7 @@ def test_flow_schema_rejection_is_permanent(
 ) -> None:
     """400 (the flow's schema validation) is not retried."""
     webhook.default = Reply(400, body='{"error": {"code": "TriggerInputSchemaMismatch"}}')
-    app = flow_app(make_app, webhook, tmp_path)
-    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
-    drain(app)
-    rem = app.get_remediation(result.remediations[0].remediation_id)
+    _, rem = run_once(flow_app(make_app, webhook, tmp_path))
     assert rem["state"] == "failed"
     assert "400" in rem["steps"][0]["error"]
     assert len(webhook.deliveries) == 1
@@ -78,10 +82,7 @@ def test_flow_gateway_timeout_is_not_sent_twice(
 ) -> None:
     """504 may mean the flow ran: a non-idempotent trigger fails instead of firing again."""
     webhook.default = Reply(504, body="")
-    app = flow_app(make_app, webhook, tmp_path)
-    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
-    drain(app)
-    rem = app.get_remediation(result.remediations[0].remediation_id)
+    _, rem = run_once(flow_app(make_app, webhook, tmp_path))
     assert rem["state"] == "failed"
     assert "not sent again" in rem["steps"][0]["error"]
     assert len(webhook.deliveries) == 1
@@ -93,10 +94,7 @@ def test_flow_throttling_is_retried(
     """429 means the flow did not run: retried, and the step then succeeds."""
     webhook.script = [Reply(429, {"Retry-After": "0"}, body="")]
     webhook.default = Reply(202, body="")
-    app = flow_app(make_app, webhook, tmp_path)
-    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
-    drain(app)
-    rem = app.get_remediation(result.remediations[0].remediation_id)
+    _, rem = run_once(flow_app(make_app, webhook, tmp_path))
     assert rem["state"] == "succeeded"
     assert len(webhook.deliveries) == 2
 
@@ -125,29 +123,12 @@ async def test_outbound_calls_only_reach_the_targets_address() -> None:
             await http.post_json(url, {}, headers={}, timeout=1)
 
 
-NOTIFY = """
-apiVersion: clampdown/v1
-kind: Playbook
-metadata: {name: tell}
-spec:
-  match: {types: [API_AccessFromSuspiciousIP]}
-  mode: automatic
-  steps:
-    - id: tell
-      uses: notify.send
-      with: {target: hook, text: "Suspicious access from ${{ finding.ip }}"}
-"""
-
-
 def test_a_webhook_that_answers_too_late_is_not_called_again(
     make_app: AppFactory, webhook: WebhookReceiver
 ) -> None:
     """A timeout after sending may have delivered: notify.send fails rather than repeat."""
     webhook.default = Reply(200, delay=2.5)  # the hook target's timeout is 2 s
-    app = make_app(NOTIFY, webhook=webhook)
-    [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
-    drain(app)
-    rem = app.get_remediation(result.remediations[0].remediation_id)
+    _, rem = run_once(make_app(NOTIFY, webhook=webhook))
     assert rem["state"] == "failed"
     assert "timed out" in rem["steps"][0]["error"]
     assert "not sent again" in rem["steps"][0]["error"]

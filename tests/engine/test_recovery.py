@@ -16,34 +16,8 @@ from clampdown.store import containments, remediations
 from clampdown.store.tables import JobRow, table
 from tests.conftest import sample
 from tests.engine.conftest import AppFactory, drain
+from tests.engine.playbooks import BLOCK, NOTIFY
 from tests.fakes import WebhookReceiver
-
-NOTIFY = """
-apiVersion: clampdown/v1
-kind: Playbook
-metadata: {name: notify-only}
-spec:
-  match: {types: [API_AccessFromSuspiciousIP]}
-  mode: automatic
-  steps:
-    - id: tell
-      uses: notify.send
-      with: {target: hook, text: "Suspicious access from ${{ finding.ip }}"}
-"""
-
-BLOCK = """
-apiVersion: clampdown/v1
-kind: Playbook
-metadata: {name: block-only}
-spec:
-  match: {types: [API_AccessFromSuspiciousIP]}
-  mode: automatic
-  steps:
-    - id: block
-      uses: gateway.block
-      with: {target: builtin, ip: "${{ finding.ip }}", reason: "crash test"}
-      expires: 1h
-"""
 
 IP = "203.0.113.77"
 

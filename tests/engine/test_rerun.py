@@ -10,27 +10,15 @@ from clampdown.model import StepState
 from clampdown.store import jobs
 from tests.conftest import sample
 from tests.engine.conftest import AppFactory
+from tests.engine.playbooks import NOTIFY
 from tests.fakes import WebhookReceiver
-
-NOTIFY_FIRST = """
-apiVersion: clampdown/v1
-kind: Playbook
-metadata: {name: notify-first}
-spec:
-  match: {types: [API_AccessFromSuspiciousIP]}
-  mode: automatic
-  steps:
-    - id: tell
-      uses: notify.send
-      with: {target: hook, text: "Suspicious access from ${{ finding.ip }}"}
-"""
 
 
 def test_advancing_again_after_a_rollback_starts_the_step_once(
     make_app: AppFactory, webhook: WebhookReceiver
 ) -> None:
     """The first attempt is rolled back (as when another write of its batch fails)."""
-    app = make_app(NOTIFY_FIRST, webhook=webhook)
+    app = make_app(NOTIFY, webhook=webhook)
     [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
     rid = result.remediations[0].remediation_id
     now = datetime.now(UTC)
@@ -64,7 +52,7 @@ def test_a_worker_that_lost_its_lease_stops_without_touching_anything(
 
     from clampdown.store.tables import JobRow, table
 
-    app = make_app(NOTIFY_FIRST, webhook=webhook)
+    app = make_app(NOTIFY, webhook=webhook)
     [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
     rid = result.remediations[0].remediation_id
     now = datetime.now(UTC)

@@ -9,14 +9,14 @@ import pytest
 from clampdown.engine.worker import Worker
 from tests.conftest import sample
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_rerun import NOTIFY_FIRST
+from tests.engine.playbooks import NOTIFY
 from tests.fakes import WebhookReceiver
 
 
 def test_a_failing_claim_is_retried_and_work_still_gets_done(
     make_app: AppFactory, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(NOTIFY_FIRST, webhook=webhook)
+    app = make_app(NOTIFY, webhook=webhook)
     [result] = app.ingest(sample("defender-rest-suspicious-ip.json"))
     real = Worker._claim_into
     calls = {"n": 0}
