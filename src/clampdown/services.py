@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -354,19 +355,24 @@ class Clampdown:
         with self.db.read() as conn:
             return containments.list_all(conn, include_removed=include_removed, limit=limit)
 
-    def decisions_stale(self) -> bool:
-        """True when the in-memory list should follow the change stream before deciding."""
+    def _decisions_stale(self) -> bool:
         return time.monotonic() - self._decisions_at > DECISION_STALENESS
 
-    def refresh_decisions(self) -> None:
-        """Follow the change stream (other processes' changes) into the in-memory list."""
+    def _refresh_decisions(self) -> None:
+        # Follow the change stream (other processes' changes) into the in-memory list.
         self._decisions_at = time.monotonic()
         refresh_decisions(self.db, self.decisions)
 
     def decide(self, request: Request) -> Verdict:
         """Allow, deny or throttle one request, from the in-memory list."""
-        if self.decisions_stale():
-            self.refresh_decisions()
+        if self._decisions_stale():
+            self._refresh_decisions()
+        return self.decisions.check(request)
+
+    async def decide_async(self, request: Request) -> Verdict:
+        """`decide` for the event loop: the change stream is read in a thread, not on it."""
+        if self._decisions_stale():
+            await asyncio.to_thread(self._refresh_decisions)
         return self.decisions.check(request)
 
     def stream(self, cursor: int, *, limit: int = 1000) -> dict[str, Any]:

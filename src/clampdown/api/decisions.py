@@ -11,16 +11,8 @@ from clampdown.api.deps import App, Reader
 from clampdown.api.responses import Json
 from clampdown.engine.decisions import Request, Verdict
 from clampdown.model import Decision
-from clampdown.services import Clampdown
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
-
-
-async def _decide(app: Clampdown, request: Request) -> Verdict:
-    # Following the change stream reads the database: never on the event loop's thread.
-    if app.decisions_stale():
-        await run_in_threadpool(app.refresh_decisions)
-    return app.decisions.check(request)
 
 
 def _body(verdict: Verdict) -> dict[str, object]:
@@ -48,7 +40,7 @@ async def check(
 ) -> Json:
     """Allow, deny or throttle one request (an API key is compared, never logged)."""
     request = Request(ip, api_key, method, path, api, subscription, client_id, user)
-    return Json(_body(await _decide(app, request)))
+    return Json(_body(await app.decide_async(request)))
 
 
 @router.get(
@@ -83,7 +75,7 @@ async def auth(
         client_id=x_client_id,
         user=x_user,
     )
-    verdict = await _decide(app, request)
+    verdict = await app.decide_async(request)
     if verdict.decision is Decision.ALLOW:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     headers = {"X-Clampdown-Decision": verdict.decision.value}
