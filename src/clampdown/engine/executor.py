@@ -87,6 +87,14 @@ class _Run:
     """History entries of the current transaction, written together at its end."""
     ran_at: datetime | None = None
     """When the last step ended, i.e. when verification began."""
+    finding_view: dict[str, Any] | None = field(default=None, repr=False)
+
+    def view(self) -> dict[str, Any]:
+        """The finding as expressions see it, built once per job."""
+        if self.finding_view is None:
+            assert self.finding is not None
+            self.finding_view = self.finding.expression_view()
+        return self.finding_view
 
     def copy(self) -> _Run:
         """An independent copy of the mutable state (rows, job lease); the finding is shared."""
@@ -265,9 +273,8 @@ class Executor:
         return None
 
     def _context(self, run: _Run) -> dict[str, Any]:
-        assert run.finding is not None
         return {
-            "finding": run.finding.expression_view(),
+            "finding": run.view(),
             "steps": {
                 s["key"]: {"status": s["state"], "output": (s["result"] or {}).get("output", {})}
                 for s in run.steps
