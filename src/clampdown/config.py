@@ -6,12 +6,14 @@ import hashlib
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clampdown.errors import ConfigError
+from clampdown.secrets import SecretRef
+from clampdown.targets.settings import BuiltinTarget, TargetConfig
 
 DATABASE_URL_ENV = "CLAMPDOWN_DATABASE_URL"
 CONFIG_ENV = "CLAMPDOWN_CONFIG"
@@ -20,36 +22,6 @@ DEFAULT_DATABASE_URL = "sqlite:///clampdown.db"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(_Strict):
-    """A secret given by reference: an environment variable or a file, never inline."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("a secret names exactly one of 'env' or 'file'")
-        return self
-
-    def resolve(self) -> str:
-        """Read the secret now; the error names the reference, never the value."""
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if not value:
-                raise ConfigError(f"environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            return self.file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
-
-    def describe(self) -> str:
-        """Where the secret lives, safe to print."""
-        return f"env:{self.env}" if self.env else f"file:{self.file}"
 
 
 class Scope(StrEnum):
@@ -87,33 +59,6 @@ class TokenConfig(_Strict):
         return scope in self.scopes or Scope.ADMIN in self.scopes
 
 
-class TargetConfig(_Strict):
-    """A configured system that actions talk to."""
-
-    type: Literal["builtin", "webhook", "flow"]
-    url: str | SecretRef | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=10.0, gt=0, le=300)
-
-    @model_validator(mode="after")
-    def _url_needed(self) -> TargetConfig:
-        if self.type != "builtin" and self.url is None:
-            raise ValueError(f"a {self.type} target needs a url")
-        if self.type == "flow" and isinstance(self.url, str):
-            raise ValueError(
-                "a flow URL carries its signature: give it as {env: ...} or {file: ...}"
-            )
-        return self
-
-    def resolve_url(self) -> str:
-        """The URL to call, reading a secret reference if it is one."""
-        if isinstance(self.url, SecretRef):
-            return self.url.resolve()
-        if self.url is None:
-            raise ConfigError("this target has no url")
-        return self.url
-
-
 class EngineConfig(_Strict):
     """Retry and scheduling knobs of the durable engine."""
 
@@ -146,7 +91,7 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _builtin_target(self) -> Config:
         if "builtin" not in self.targets:
-            targets = {"builtin": TargetConfig(type="builtin"), **self.targets}
+            targets = {"builtin": BuiltinTarget(), **self.targets}
             object.__setattr__(self, "targets", targets)
         return self
 

@@ -84,3 +84,7 @@ class PermanentError(ActionError):
 
 class PreconditionError(ActionError):
     """The action cannot run as configured or as the world stands."""
+
+
+class VerificationError(ActionError):
+    """An effect that was applied is not observably in place; the message says what is off."""

@@ -380,7 +380,9 @@ class Clampdown:
         with self.db.read() as conn:
             if cursor <= 0:
                 head = containments.cursor(conn)
-                active = containments.active(conn, now=datetime.now(UTC))
+                active = containments.active(
+                    conn, now=datetime.now(UTC), target=containments.BUILTIN
+                )
                 return {"cursor": head, "snapshot": True, "added": active, "removed": []}
             changes = containments.changes_since(conn, cursor, limit=limit)
         added = [c for c in changes if c["op"] == "add"]

@@ -76,7 +76,7 @@ def test_actions_list_json_describes_every_action(runner: CliRunner) -> None:
     catalog = {a["name"]: a for a in json.loads(result.stdout)["actions"]}
     assert sorted(catalog) == sorted(ACTIONS)
     block = catalog["gateway.block"]
-    assert block["target_types"] == ["builtin"]
+    assert block["target_types"] == ["builtin", "azure-apim", "kong", "nginx"]
     assert block["idempotent"] is True
     assert block["reversible"] is True
     assert {"target", "ip", "cidr", "api_key", "scope"} <= set(block["parameters"])

@@ -117,7 +117,7 @@ def test_flow_url_signature_never_appears_in_records(make_app: AppFactory, tmp_p
 
 async def test_outbound_calls_only_reach_the_targets_address() -> None:
     """A URL on another host or port than the configured target's is refused before sending."""
-    http = TargetHttp(None, "http://127.0.0.1:9/hook", "hook")  # type: ignore[arg-type]
+    http = TargetHttp(None, ["http://127.0.0.1:9/hook"], "hook")  # type: ignore[arg-type]
     for url in ("http://127.0.0.2:9/hook", "http://127.0.0.1:10/hook", "https://127.0.0.1:9/"):
         with pytest.raises(PreconditionError, match="outside its address"):
             await http.post_json(url, {}, headers={}, timeout=1)

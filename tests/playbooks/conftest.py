@@ -11,8 +11,8 @@ import pytest
 from pydantic import Field, model_validator
 
 from clampdown.actions.contract import Action, Params
-from clampdown.config import TargetConfig
 from clampdown.model import ApiRef, Finding, Kind, Severity
+from clampdown.targets.settings import BuiltinTarget, TargetConfig, WebhookTarget
 
 API_ID = (
     "/subscriptions/0000/resourceGroups/rg/providers"
@@ -196,6 +196,6 @@ def actions() -> dict[str, type[Action]]:
 def targets() -> dict[str, TargetConfig]:
     """The default config's targets (only builtin) plus a webhook."""
     return {
-        "builtin": TargetConfig(type="builtin"),
-        "hook": TargetConfig(type="webhook", url="https://hooks.example.com/x"),
+        "builtin": BuiltinTarget(),
+        "hook": WebhookTarget(url="https://hooks.example.com/x"),
     }

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clampdown.actions.contract import Action
-from clampdown.config import TargetConfig
 from clampdown.playbooks import Problem, lint
+from clampdown.targets.settings import TargetConfig
 
 Write = Callable[[str, str], Path]
 Yaml = Callable[..., str]

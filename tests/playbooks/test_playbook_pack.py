@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from clampdown.actions.contract import Action
-from clampdown.config import TargetConfig
 from clampdown.model import ApiRef, Finding, Kind, Mode, Severity
 from clampdown.playbooks import Matcher, Playbook, lint, load_default_pack
+from clampdown.targets.settings import BuiltinTarget
 
 MakeFinding = Callable[..., Finding]
 
@@ -63,9 +63,7 @@ def test_pack_loads_with_unique_names(pack: list[Playbook]) -> None:
 
 
 def test_pack_lints_clean_with_only_the_builtin_target(actions: dict[str, type[Action]]) -> None:
-    problems = lint(
-        [], actions=actions, targets={"builtin": TargetConfig(type="builtin")}, default_pack=True
-    )
+    problems = lint([], actions=actions, targets={"builtin": BuiltinTarget()}, default_pack=True)
     assert [str(p) for p in problems] == []
 
 

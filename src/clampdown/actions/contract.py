@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clampdown.config import TargetConfig
+from clampdown.actions.http import Reply
+from clampdown.targets.settings import TargetConfig
+
+if TYPE_CHECKING:
+    from clampdown.targets.driver import Driver
 from clampdown.model import JSON, ContainmentKind, SubjectType
 
 
@@ -64,7 +68,7 @@ class TaskSpec(BaseModel):
 
 
 class ContainmentPort(Protocol):
-    """The built-in containment list, as actions see it."""
+    """The containments of the step's target, as actions see it (the store records them all)."""
 
     async def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
         """Enforce `spec`; the same `key` twice returns the first containment's id."""
@@ -80,6 +84,10 @@ class ContainmentPort(Protocol):
 
     async def is_active(self, containment_id: str) -> bool:
         """True while the containment is enforced."""
+        ...
+
+    async def wanted(self, scope: str | None) -> list[ContainmentSpec]:
+        """What this target should enforce at `scope` (None: every scope) now."""
         ...
 
 
@@ -100,6 +108,19 @@ class HttpPort(Protocol):
         """POST JSON; returns status, headers and body, or raises TransientError."""
         ...
 
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: JSON | None = None,
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        """Any call; returns the reply whatever its status, or raises TransientError."""
+        ...
+
 
 @dataclass(frozen=True)
 class ActionContext:
@@ -114,6 +135,7 @@ class ActionContext:
     containments: ContainmentPort
     tasks: TaskPort
     http: HttpPort
+    driver: Driver | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,4 +1,4 @@
-"""gateway.* verbs against the built-in containment list (enforced through the decision API)."""
+"""gateway.* verbs: on the built-in list (the decision API enforces it) or a real gateway."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from clampdown.actions.contract import Action, ActionContext, ActionResult, ContainmentSpec, Params
 from clampdown.durations import parse_duration
-from clampdown.errors import PreconditionError
+from clampdown.errors import PermanentError, PreconditionError, VerificationError
 from clampdown.model import ContainmentKind, SubjectType
 
 _SUBJECTS = ("ip", "cidr", "api_key", "subscription", "client_id", "user")
@@ -105,31 +105,51 @@ class EndpointParams(Params):
         )
 
 
-class _OnBuiltinList(Action):
-    """An action on the built-in list, about containments of one kind."""
+GATEWAYS = ("builtin", "azure-apim", "kong", "nginx")
 
-    target_types = ("builtin",)
+
+class _Containing(Action):
+    """An action about containments of one kind, on the built-in list or a gateway.
+
+    The store records every containment with its target; a gateway's driver then makes the
+    scope's enforcement match what is active there (the built-in list needs no driver).
+    """
+
+    target_types = GATEWAYS
     idempotent = True
     kind: ClassVar[ContainmentKind]
 
-    def spec(self, params: Params) -> ContainmentSpec:
+    def spec(self, params: Params, ctx: ActionContext) -> ContainmentSpec:
         assert isinstance(params, SubjectParams | EndpointParams)
-        return params.containment(self.kind)
+        spec = params.containment(self.kind)
+        return ctx.driver.accept(spec) if ctx.driver else spec
+
+    @staticmethod
+    async def reconcile(spec: ContainmentSpec, ctx: ActionContext) -> None:
+        if ctx.driver:
+            await ctx.driver.reconcile(ctx.driver.unit(spec), ctx.containments.wanted)
 
 
-class _Contain(_OnBuiltinList):
+class _Contain(_Containing):
     """Adds one containment; undo lifts it; verify checks it is enforced."""
 
     reversible = True
     verifiable = True
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
-        spec = self.spec(params)
+        spec = self.spec(params, ctx)
         cid = await ctx.containments.add(spec, key=ctx.idempotency_key, expires_at=ctx.expires_at)
+        try:
+            await self.reconcile(spec, ctx)
+        except (PermanentError, PreconditionError):
+            # Not enforced and not retried: the record must not claim otherwise.
+            await ctx.containments.remove(cid, reason="the target refused it")
+            raise
         return ActionResult(
             output={"containment_id": cid},
             undo={"containment_id": cid},
-            summary=f"{spec.kind.value} {spec.subject_type.value} {spec.subject} on {spec.scope}",
+            summary=f"{spec.kind.value} {spec.subject_type.value} {spec.subject} on {spec.scope}"
+            + (f" at {ctx.target_name}" if ctx.driver else ""),
         )
 
     async def undo(self, params: Params, result: ActionResult, ctx: ActionContext) -> None:
@@ -137,10 +157,22 @@ class _Contain(_OnBuiltinList):
         if not isinstance(cid, str):
             raise PreconditionError("no containment recorded to lift")
         await ctx.containments.remove(cid, reason=f"undo of {ctx.remediation_id}/{ctx.step_id}")
+        # Reconciled even when already lifted: an earlier undo may have stopped half way.
+        await self.reconcile(self.spec(params, ctx), ctx)
 
     async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
         cid = result.output.get("containment_id")
-        return isinstance(cid, str) and await ctx.containments.is_active(cid)
+        if not (isinstance(cid, str) and await ctx.containments.is_active(cid)):
+            return False
+        if ctx.driver is None:
+            return True
+        spec = self.spec(params, ctx)
+        if not await ctx.driver.enforces(spec):
+            raise VerificationError(f"target {ctx.target_name} does not hold the {spec.kind}")
+        refusal = await ctx.driver.probe(spec)
+        if refusal is not None:
+            raise VerificationError(refusal)
+        return True
 
 
 class Block(_Contain):
@@ -179,14 +211,15 @@ class DisableEndpoint(_Contain):
     }
 
 
-class _Lift(_OnBuiltinList):
+class _Lift(_Containing):
     """Lifts active containments that match; not reversible (the opposite verb re-adds)."""
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
-        spec = self.spec(params)
+        spec = self.spec(params, ctx)
         lifted = await ctx.containments.remove_matching(
             spec, reason=f"{self.name} by {ctx.remediation_id}/{ctx.step_id}"
         )
+        await self.reconcile(spec, ctx)
         return ActionResult(output={"lifted": lifted}, summary=f"lifted {len(lifted)}")
 
 

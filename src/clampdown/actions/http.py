@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -21,28 +23,71 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
-class TargetHttp:
-    """The HttpPort of one step: it reaches only the origin of the step's configured target."""
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, headers (case-insensitive lookup with `header`) and body."""
 
-    def __init__(self, session: aiohttp.ClientSession, allowed_url: str, target_name: str) -> None:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """A header's value, whatever its case."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+    def json(self) -> Any:
+        """The body as JSON; None when it is empty or not JSON."""
+        try:
+            return orjson.loads(self.body) if self.body else None
+        except orjson.JSONDecodeError:
+            return None
+
+
+class TargetHttp:
+    """The HttpPort of one step: it reaches only the origins of the step's configured target."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, allowed_urls: list[str], target_name: str
+    ) -> None:
         self._session = session
-        self._origin = origin(allowed_url)
+        self._origins = {origin(url) for url in allowed_urls}
         self._target = target_name
 
     async def post_json(
         self, url: str, body: JSON, *, headers: dict[str, str], timeout: float
     ) -> tuple[int, dict[str, str], bytes]:
-        if origin(url) != self._origin:
+        reply = await self.request("POST", url, json=body, headers=headers, timeout=timeout)
+        return reply.status, reply.headers, reply.body
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: JSON | None = None,
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        """One call; raises TransientError when no answer came back."""
+        if origin(url) not in self._origins:
             raise PreconditionError(f"target {self._target}: refusing a call outside its address")
+        sent_headers = dict(headers or {})
+        data: bytes | dict[str, str] | None = form
+        if json is not None:
+            data = orjson.dumps(json)
+            sent_headers.setdefault("Content-Type", "application/json")
         try:
-            async with self._session.post(
+            async with self._session.request(
+                method,
                 url,
-                data=orjson.dumps(body),
-                headers={"Content-Type": "application/json", **headers},
+                data=data,
+                headers=sent_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
             ) as resp:
-                return resp.status, dict(resp.headers), await resp.read()
+                return Reply(resp.status, dict(resp.headers), await resp.read())
         except TimeoutError as exc:
             raise TransientError(
                 f"target {self._target}: timed out after {timeout:g}s", maybe_delivered=True

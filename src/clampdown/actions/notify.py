@@ -8,6 +8,7 @@ from pydantic import Field
 
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
 from clampdown.actions.http import check_status
+from clampdown.targets.settings import WebhookTarget
 
 
 class NotifyParams(Params):
@@ -25,9 +26,11 @@ class FlowParams(Params):
 
 
 async def _post(ctx: ActionContext, body: dict[str, Any]) -> int:
-    url = ctx.target.resolve_url()
+    target = ctx.target
+    assert isinstance(target, WebhookTarget)  # flow targets are webhooks too
+    url = target.resolve_url()
     headers = {
-        **ctx.target.headers,
+        **target.headers,
         "Idempotency-Key": ctx.idempotency_key,
         "X-Clampdown-Remediation": ctx.remediation_id,
     }

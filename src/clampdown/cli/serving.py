@@ -11,7 +11,8 @@ import uvicorn
 
 from clampdown.api.app import create_app
 from clampdown.cli.output import err
-from clampdown.config import Config, Scope, SecretRef, TokenConfig
+from clampdown.config import Config, Scope, TokenConfig
+from clampdown.secrets import SecretRef
 from clampdown.services import Clampdown
 
 log = structlog.get_logger("clampdown.serve")

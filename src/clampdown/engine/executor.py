@@ -26,7 +26,6 @@ from sqlalchemy import Connection
 
 from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
-from clampdown.actions.http import TargetHttp
 from clampdown.config import Config
 from clampdown.engine import planner
 from clampdown.engine.decisions import DecisionCache
@@ -38,6 +37,7 @@ from clampdown.playbooks.expressions import Expression, compile_value, render_va
 from clampdown.store import findings, jobs, remediations, tasks
 from clampdown.store.db import Database
 from clampdown.store.jobs import Job
+from clampdown.targets.pool import Drivers
 
 log = structlog.get_logger("clampdown.engine")
 
@@ -145,6 +145,7 @@ class Executor:
         self.config = config
         self.cache = cache
         self.session = session
+        self.drivers = Drivers(config.targets, session)
         self.due = due
         self.lease = timedelta(seconds=config.engine.lease_seconds)
 
@@ -443,7 +444,6 @@ class Executor:
             raise ConfigError(
                 f"{action.name} cannot act on target {params.target!r} of type {target.type}"
             )
-        url = "" if target.type == "builtin" else target.resolve_url()
         return ActionContext(
             remediation_id=rid,
             step_id=step["key"],
@@ -451,9 +451,12 @@ class Executor:
             target_name=params.target,
             target=target,
             expires_at=step["expires_at"],
-            containments=StoreContainments(self.db, self.cache, actor=ENGINE, remediation_id=rid),
+            containments=StoreContainments(
+                self.db, self.cache, actor=ENGINE, remediation_id=rid, target=params.target
+            ),
             tasks=StoreTasks(self.db, remediation_id=rid, step_key=step["key"]),
-            http=TargetHttp(self.session, url, params.target),
+            http=self.drivers.http(params.target),
+            driver=self.drivers.get(params.target),
         )
 
     # -- verify ----------------------------------------------------------------------------

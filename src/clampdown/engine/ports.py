@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -34,16 +34,28 @@ def refresh_decisions(db: Database, cache: DecisionCache, *, limit: int = 10_000
 class StoreContainments:
     """ContainmentPort over the database; keeps this process's decision cache current."""
 
-    def __init__(self, db: Database, cache: DecisionCache, *, actor: str, remediation_id: str):
+    def __init__(
+        self,
+        db: Database,
+        cache: DecisionCache,
+        *,
+        actor: str,
+        remediation_id: str,
+        target: str = containments.BUILTIN,
+    ) -> None:
         self._db = db
         self._cache = cache
         self._actor = actor
         self._remediation_id = remediation_id
+        self._target = target
+        # Only the built-in list is enforced by this process's decision cache.
+        self._decides = target == containments.BUILTIN
 
     async def add(self, spec: ContainmentSpec, *, key: str, expires_at: datetime | None) -> str:
         now = datetime.now(UTC)
         values = {
             "key": key,
+            "target": self._target,
             "kind": spec.kind.value,
             "subject_type": spec.subject_type.value,
             "subject": spec.subject,
@@ -58,7 +70,7 @@ class StoreContainments:
         cid, created = await self._db.run_async(
             lambda conn: containments.add(conn, values, now=now)
         )
-        if created:
+        if created and self._decides:
             # Enforced by this process at once; the stream brings it to the others.
             self._cache.apply([("add", {**values, "id": cid})], self._cache.cursor)
         return cid
@@ -74,7 +86,7 @@ class StoreContainments:
         def lift(conn: Connection, now: datetime) -> list[str]:
             ids = [
                 row["id"]
-                for row in containments.active(conn)
+                for row in containments.active(conn, target=self._target)
                 if (row["kind"], row["subject_type"], row["subject"], row["scope"]) == wanted
             ]
             for cid in ids:
@@ -85,9 +97,31 @@ class StoreContainments:
 
     async def _change(self, fn: Callable[[Connection, datetime], T]) -> T:
         result = await self._db.run_async(lambda conn: fn(conn, datetime.now(UTC)))
-        # Lifting must take effect here at once, not at the next refresh.
-        await asyncio.to_thread(refresh_decisions, self._db, self._cache)
+        if self._decides:
+            # Lifting must take effect here at once, not at the next refresh.
+            await asyncio.to_thread(refresh_decisions, self._db, self._cache)
         return result
+
+    async def wanted(self, scope: str | None) -> list[ContainmentSpec]:
+        def read() -> list[dict[str, Any]]:
+            with self._db.read() as conn:
+                return containments.active(
+                    conn, now=datetime.now(UTC), target=self._target, scope=scope
+                )
+
+        rows = await asyncio.to_thread(read)
+        return [
+            ContainmentSpec(
+                kind=row["kind"],
+                subject_type=row["subject_type"],
+                subject=row["subject"],
+                scope=row["scope"],
+                rate=row["rate"],
+                period_seconds=row["period_seconds"],
+                reason=row["reason"],
+            )
+            for row in rows
+        ]
 
     async def is_active(self, containment_id: str) -> bool:
         def check() -> bool:

@@ -134,6 +134,7 @@ class Worker:
                     self.failures = 0
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
+            await executor.drivers.close()
 
     async def _turn(self, executor: Executor, stop: asyncio.Event) -> None:
         """One pass: start handed-over jobs, claim when due, then sleep if nothing is left."""

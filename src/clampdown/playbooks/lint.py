@@ -15,9 +15,9 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from clampdown.actions.contract import Action
-from clampdown.config import TargetConfig
 from clampdown.playbooks.expressions import Expression, Template
 from clampdown.playbooks.loader import Playbook, Step, collect
+from clampdown.targets.settings import TargetConfig
 
 Level = Literal["error", "warning"]
 _Found = tuple[tuple[str | int, ...], str, Level, str]

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from clampdown.store.tables import ContainmentEventRow, ContainmentRow, insert_new, table
 
 _t = table(ContainmentRow)
+BUILTIN = "builtin"  # the list the decision API enforces; only its changes are streamed
 _ev = table(ContainmentEventRow)
 
 
@@ -22,6 +23,7 @@ _LIFT = (
     .where(_t.c.id == bindparam("b_id"), _t.c.removed_at.is_(None))
     .values(removed_at=bindparam("b_now"), removed_reason=bindparam("b_reason"))
 )
+_TARGET = select(_t.c.target).where(_t.c.id == bindparam("b_id"))
 _STREAM_LOCK = 0x636C616D  # any constant shared by every Clampdown process
 
 
@@ -36,12 +38,14 @@ def add(conn: Connection, values: dict[str, Any], *, now: datetime) -> tuple[str
     """Insert a containment unless one with the same key exists; returns (id, inserted)."""
     _serialize_stream(conn)
     cid = uuid.uuid4().hex
+    values = {"target": BUILTIN, **values}
     inserted = conn.execute(
         insert_new(_t, ("key",), conn.dialect.name), {**values, "id": cid, "created_at": now}
     ).scalar()
     if inserted is None:
         return str(conn.execute(_BY_KEY, {"b_key": values["key"]}).scalar_one()), False
-    conn.execute(_INSERT_EVENT, {"containment_id": cid, "op": "add", "at": now})
+    if values["target"] == BUILTIN:
+        conn.execute(_INSERT_EVENT, {"containment_id": cid, "op": "add", "at": now})
     return cid, True
 
 
@@ -49,7 +53,7 @@ def remove(conn: Connection, containment_id: str, *, reason: str, now: datetime)
     """Lift a containment; False when it was not active."""
     _serialize_stream(conn)
     done = conn.execute(_LIFT, {"b_id": containment_id, "b_now": now, "b_reason": reason}).rowcount
-    if done:
+    if done and conn.execute(_TARGET, {"b_id": containment_id}).scalar_one() == BUILTIN:
         conn.execute(_INSERT_EVENT, {"containment_id": containment_id, "op": "remove", "at": now})
     return bool(done)
 
@@ -60,9 +64,19 @@ def get(conn: Connection, containment_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def active(conn: Connection, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Containments not lifted (and, given `now`, not past their expiry)."""
+def active(
+    conn: Connection,
+    *,
+    now: datetime | None = None,
+    target: str | None = None,
+    scope: str | None = None,
+) -> list[dict[str, Any]]:
+    """Containments not lifted (and, given `now`, not past their expiry), of one target/scope."""
     stmt = select(_t).where(_t.c.removed_at.is_(None)).order_by(_t.c.created_at)
+    if target is not None:
+        stmt = stmt.where(_t.c.target == target)
+    if scope is not None:
+        stmt = stmt.where(_t.c.scope == scope)
     if now is not None:
         stmt = stmt.where((_t.c.expires_at.is_(None)) | (_t.c.expires_at > now))
     return [dict(r._mapping) for r in conn.execute(stmt)]

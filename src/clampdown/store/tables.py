@@ -174,6 +174,7 @@ class ContainmentRow(Base):
     __tablename__ = "containments"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
+    target: Mapped[str] = mapped_column(String(100), server_default="builtin", index=True)
     kind: Mapped[str] = mapped_column(String(20))
     subject_type: Mapped[str] = mapped_column(String(20))
     subject: Mapped[str] = mapped_column(String(1000))

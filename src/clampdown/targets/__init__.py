@@ -1,0 +1,1 @@
+"""Targets: the systems actions talk to, their settings and their drivers."""

@@ -1,0 +1,148 @@
+"""What a target type implements, and the pool that keeps one driver per configured target.
+
+A gateway driver never tracks containments itself: the store holds every containment with
+the target that enforces it, and `reconcile` makes one scope of the gateway match the
+containments active there. Merging (several containments on one scope), unmerging on undo,
+repeats and recovery after a crash all follow from that one operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from clampdown.errors import PermanentError
+
+if TYPE_CHECKING:
+    from clampdown.actions.contract import ContainmentSpec, HttpPort
+    from clampdown.targets.settings import Probe
+
+# Reads the containments active on this target at one scope (None: every scope).
+Wanted = Callable[[str | None], Awaitable[list["ContainmentSpec"]]]
+
+
+def literal_request(endpoint: str) -> tuple[str, str] | None:
+    """('GET', '/a/b') for an endpoint 'GET /a/b' without wildcards; None otherwise."""
+    method, _, path = endpoint.strip().partition(" ")
+    if not path.startswith("/") or "*" in path or not method.isalpha():
+        return None
+    return method.upper(), path
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `targets check`: what was tried, whether it worked, and why not."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential to act on; which fields matter depends on the target type."""
+
+    subscription: str | None = None
+    consumer: str | None = None
+    key: str | None = None
+    token: str | None = None
+    token_type_hint: str | None = None
+    which: str = "primary"
+
+
+class Driver:
+    """Base of target drivers; a subclass implements the verbs it lists in `verbs`."""
+
+    type: ClassVar[str]
+    verbs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, settings: Any, http: HttpPort) -> None:
+        self.name = name
+        self.settings = settings
+        self.http = http
+
+    def unsupported(self, what: str) -> PermanentError:
+        """The error for a request this target type cannot carry out."""
+        return PermanentError(f"target {self.name} ({self.type}) cannot {what}")
+
+    # -- gateway verbs -------------------------------------------------------------------
+
+    def accept(self, spec: ContainmentSpec) -> ContainmentSpec:
+        """Check the containment can be enforced here; return it with its scope normalized."""
+        raise self.unsupported(f"{spec.kind.value} {spec.subject_type.value}")
+
+    def unit(self, spec: ContainmentSpec) -> str | None:
+        """The scope reconciled together with `spec` (None: the whole target at once)."""
+        return spec.scope
+
+    async def reconcile(self, scope: str | None, wanted: Wanted) -> None:
+        """Make the gateway enforce exactly the containments `wanted` returns for `scope`."""
+        raise self.unsupported("contain clients")
+
+    async def enforces(self, spec: ContainmentSpec) -> bool:
+        """Read back what the gateway holds: True when `spec` is in force."""
+        raise self.unsupported("contain clients")
+
+    async def probe(self, spec: ContainmentSpec) -> str | None:
+        """Ask the gateway as the contained client would; the refusal expected, or None."""
+        probe: Probe | None = getattr(self.settings, "probe", None)
+        if probe is None:
+            return None
+        headers: dict[str, str] = {}
+        url = probe.url
+        if spec.subject_type.value == "ip":
+            headers[probe.ip_header] = spec.subject
+        elif spec.kind.value == "disable" and (literal := literal_request(spec.subject)):
+            method, path = literal
+            parts = urlsplit(url)
+            url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+            return await self._probe_once(method, url, headers, probe.expect)
+        else:
+            return None
+        return await self._probe_once("GET", url, headers, probe.expect)
+
+    async def _probe_once(
+        self, method: str, url: str, headers: dict[str, str], expect: int
+    ) -> str | None:
+        reply = await self.http.request(method, url, headers=headers, timeout=self.timeout)
+        if reply.status == expect:
+            return None
+        return f"probe of target {self.name} got {reply.status}, expected {expect}"
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed per call to this target."""
+        return float(self.settings.timeout)
+
+    # -- credential verbs ----------------------------------------------------------------
+
+    async def suspend(self, credential: Credential, comment: str) -> dict[str, Any]:
+        """Suspend a credential; returns what reactivation needs."""
+        raise self.unsupported("suspend credentials")
+
+    async def reactivate(self, credential: Credential, comment: str) -> None:
+        """Reactivate a suspended credential."""
+        raise self.unsupported("reactivate credentials")
+
+    async def rotate(self, credential: Credential) -> None:
+        """Regenerate a credential's key."""
+        raise self.unsupported("rotate credentials")
+
+    async def revoke(self, credential: Credential) -> None:
+        """Revoke a credential for good."""
+        raise self.unsupported("revoke credentials")
+
+    async def credential_state(self, credential: Credential) -> str:
+        """The credential's state as the target reports it (for verification)."""
+        raise self.unsupported("read credentials")
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def check(self) -> list[Check]:
+        """Test connectivity and permissions without changing anything."""
+        return [Check("configuration", True, "nothing to reach")]
+
+    async def close(self) -> None:
+        """Release what the driver holds (nothing by default)."""

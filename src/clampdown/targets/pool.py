@@ -1,0 +1,43 @@
+"""One driver per configured target, kept for the life of the worker (tokens are cached)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from clampdown.actions.http import TargetHttp
+from clampdown.targets.driver import Driver
+from clampdown.targets.settings import TargetConfig
+
+DRIVERS: dict[str, type[Driver]] = {}
+
+
+class Drivers:
+    """Drivers of the configured targets, created on first use."""
+
+    def __init__(self, targets: Mapping[str, TargetConfig], session: aiohttp.ClientSession):
+        self._targets = targets
+        self._session = session
+        self._made: dict[str, Driver] = {}
+
+    def http(self, name: str) -> TargetHttp:
+        """Outbound HTTP limited to the origins of target `name`."""
+        return TargetHttp(self._session, self._targets[name].origins(), name)
+
+    def get(self, name: str) -> Driver | None:
+        """The driver of target `name`; None for types that need none (builtin, webhooks)."""
+        driver = self._made.get(name)
+        if driver is None:
+            settings = self._targets[name]
+            kind = DRIVERS.get(settings.type)
+            if kind is None:
+                return None
+            driver = self._made[name] = kind(name, settings, self.http(name))
+        return driver
+
+    async def close(self) -> None:
+        """Close every driver made."""
+        for driver in self._made.values():
+            await driver.close()
+        self._made.clear()
