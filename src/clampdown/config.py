@@ -13,11 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from clampdown.errors import ConfigError
 from clampdown.secrets import SecretRef
-from clampdown.targets.settings import BuiltinTarget, TargetConfig
+from clampdown.targets.settings import TARGET_SETTINGS, BuiltinTarget, TargetConfig, type_name
 
 DATABASE_URL_ENV = "CLAMPDOWN_DATABASE_URL"
 CONFIG_ENV = "CLAMPDOWN_CONFIG"
 DEFAULT_DATABASE_URL = "sqlite:///clampdown.db"
+TARGET_TYPES = frozenset(type_name(settings) for settings in TARGET_SETTINGS)
 
 
 class _Strict(BaseModel):
@@ -135,11 +136,16 @@ def load_config(path: Path | None = None) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{path}: {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        problems = [f"{path}: {_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError("\n".join(problems)) from exc
     if config.playbooks is not None and not config.playbooks.is_absolute():
         object.__setattr__(config, "playbooks", path.parent / config.playbooks)
     return config
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A dotted key path; the target type pydantic puts after a target's name is dropped."""
+    parts = list(loc)
+    if len(parts) > 2 and parts[0] == "targets" and parts[2] in TARGET_TYPES:
+        del parts[2]
+    return ".".join(str(p) for p in parts) or "(top)"

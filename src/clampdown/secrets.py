@@ -18,6 +18,13 @@ class SecretRef(BaseModel):
     env: str | None = None
     file: Path | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError("give a secret by reference, {env: NAME} or {file: PATH}, not inline")
+        return value
+
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):

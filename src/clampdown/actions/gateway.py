@@ -127,7 +127,9 @@ class _Containing(Action):
     @staticmethod
     async def reconcile(spec: ContainmentSpec, ctx: ActionContext) -> None:
         if ctx.driver:
-            await ctx.driver.reconcile(ctx.driver.unit(spec), ctx.containments.wanted)
+            unit = ctx.driver.unit(spec)
+            async with ctx.driver.serialized(unit):
+                await ctx.driver.reconcile(unit, ctx.containments.wanted)
 
 
 class _Contain(_Containing):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from clampdown.actions.contract import Action
+from clampdown.actions.credential import Reactivate, Revoke, Rotate, Suspend
 from clampdown.actions.gateway import Block, DisableEndpoint, EnableEndpoint, Throttle, Unblock
 from clampdown.actions.notify import FlowTrigger, NotifySend
 from clampdown.actions.task import TaskCreate
@@ -15,6 +16,10 @@ BUILTIN: tuple[type[Action], ...] = (
     Throttle,
     DisableEndpoint,
     EnableEndpoint,
+    Suspend,
+    Reactivate,
+    Rotate,
+    Revoke,
     NotifySend,
     FlowTrigger,
     TaskCreate,

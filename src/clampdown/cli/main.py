@@ -16,6 +16,7 @@ import typer
 from clampdown import logs
 from clampdown.cli import output
 from clampdown.cli.output import errors_to_exit, fail, listing, print_json
+from clampdown.cli.targets import targets_app
 from clampdown.config import Config, load_config
 from clampdown.services import Clampdown, parse_json
 
@@ -39,6 +40,7 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(actions_app, name="actions")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(findings_app, name="findings")
+app.add_typer(targets_app, name="targets")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Limit = Annotated[int, typer.Option(min=1, max=1000, help="How many rows at most.")]

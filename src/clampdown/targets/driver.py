@@ -8,6 +8,7 @@ repeats and recovery after a crash all follow from that one operation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,6 +63,11 @@ class Driver:
         self.name = name
         self.settings = settings
         self.http = http
+        self._locks: dict[str | None, asyncio.Lock] = {}
+
+    def serialized(self, unit: str | None) -> asyncio.Lock:
+        """The lock that keeps this process's reconciles of one unit from interleaving."""
+        return self._locks.setdefault(unit, asyncio.Lock())
 
     def unsupported(self, what: str) -> PermanentError:
         """The error for a request this target type cannot carry out."""

@@ -8,9 +8,13 @@ import aiohttp
 
 from clampdown.actions.http import TargetHttp
 from clampdown.targets.driver import Driver
+from clampdown.targets.kong import KongDriver
+from clampdown.targets.oauth import RevocationDriver
 from clampdown.targets.settings import TargetConfig
 
-DRIVERS: dict[str, type[Driver]] = {}
+DRIVERS: dict[str, type[Driver]] = {
+    driver.type: driver for driver in (KongDriver, RevocationDriver)
+}
 
 
 class Drivers:
