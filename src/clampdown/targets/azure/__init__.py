@@ -1,0 +1,1 @@
+"""Azure API Management target: policy editing and the ARM connector."""
