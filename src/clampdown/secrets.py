@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -47,3 +48,8 @@ class SecretRef(BaseModel):
     def describe(self) -> str:
         """Where the secret lives, safe to print."""
         return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable name for a secret that does not reveal it."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]

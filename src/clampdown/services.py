@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Connection
 
 from clampdown.actions import registry
+from clampdown.actions.redaction import redacted
 from clampdown.config import Config, TokenConfig
 from clampdown.engine import planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
@@ -246,7 +247,7 @@ class Clampdown:
                 raise NotFoundError(f"no remediation {remediation_id}")
             return {
                 **rem,
-                "steps": remediations.steps(conn, remediation_id),
+                "steps": [redacted(step) for step in remediations.steps(conn, remediation_id)],
                 "history": remediations.history(conn, remediation_id),
                 "findings": remediations.finding_ids(conn, remediation_id),
             }

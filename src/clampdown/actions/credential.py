@@ -7,12 +7,12 @@ target does the work; these actions give the verbs one shape for playbooks.
 
 from __future__ import annotations
 
-import hashlib
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
+from clampdown.secrets import fingerprint
 from clampdown.targets.driver import Credential, Driver
 
 
@@ -34,7 +34,11 @@ class RevokeParams(Params):
 
     consumer: str | None = None
     key: str | None = Field(default=None, description="the key itself or its id")
-    token: str | None = Field(default=None, description="the token to revoke (RFC 7009)")
+    token: str | None = Field(
+        default=None,
+        description="the token to revoke (RFC 7009); shown only as a fingerprint",
+        json_schema_extra={"secret": True},
+    )
     token_type_hint: Literal["access_token", "refresh_token"] | None = None
 
 
@@ -42,11 +46,6 @@ def _driver(ctx: ActionContext) -> Driver:
     if ctx.driver is None:
         raise AssertionError("credential verbs only run on targets with a driver")
     return ctx.driver
-
-
-def fingerprint(secret: str) -> str:
-    """A short, stable name for a secret that does not reveal it."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 class Suspend(Action):
@@ -76,6 +75,8 @@ class Suspend(Action):
 
     async def undo(self, params: Params, result: ActionResult, ctx: ActionContext) -> None:
         assert isinstance(params, SubscriptionParams)
+        if (result.undo or {}).get("previous_state") == "suspended":
+            return  # suspended before Clampdown came: that is not Clampdown's to lift
         comment = f"Reactivated by Clampdown: undo of remediation {ctx.remediation_id}"
         await _driver(ctx).reactivate(Credential(subscription=params.subscription), comment)
 

@@ -7,13 +7,15 @@ from collections.abc import Mapping
 import aiohttp
 
 from clampdown.actions.http import TargetHttp
+from clampdown.targets.azure.apim import ApimDriver
 from clampdown.targets.driver import Driver
 from clampdown.targets.kong import KongDriver
+from clampdown.targets.nginx import NginxDriver
 from clampdown.targets.oauth import RevocationDriver
 from clampdown.targets.settings import TargetConfig
 
 DRIVERS: dict[str, type[Driver]] = {
-    driver.type: driver for driver in (KongDriver, RevocationDriver)
+    driver.type: driver for driver in (ApimDriver, KongDriver, NginxDriver, RevocationDriver)
 }
 
 

@@ -89,7 +89,7 @@ class AzureApimTarget(_Target):
     management_url: str = "https://management.azure.com"
     login_url: str = "https://login.microsoftonline.com"
     probe: Probe | None = None
-    timeout: float = Field(default=60.0, gt=0, le=300)
+    timeout: float = Field(default=30.0, gt=0, le=300)
 
     def origins(self) -> list[str]:
         return [self.management_url, self.login_url] + ([self.probe.url] if self.probe else [])
