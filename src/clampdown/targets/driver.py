@@ -54,10 +54,12 @@ class Credential:
 
 
 class Driver:
-    """Base of target drivers; a subclass implements the verbs it lists in `verbs`."""
+    """Base of target drivers; a subclass overrides what its type supports.
+
+    Which verbs a target type offers is declared once, by the actions (`target_types`).
+    """
 
     type: ClassVar[str]
-    verbs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, settings: Any, http: HttpPort) -> None:
         self.name = name

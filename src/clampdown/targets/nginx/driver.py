@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clampdown.actions.contract import ContainmentSpec, HttpPort
+from clampdown.actions.contract import ContainmentSpec
 from clampdown.errors import PermanentError, PreconditionError, TransientError
 from clampdown.model import ContainmentKind
 from clampdown.targets.driver import Check, Driver, Wanted
@@ -55,19 +55,7 @@ class NginxDriver(Driver):
     """Renders block, throttle and disable containments into nginx include files."""
 
     type: ClassVar[str] = "nginx"
-    verbs: ClassVar[frozenset[str]] = frozenset(
-        {
-            "gateway.block",
-            "gateway.unblock",
-            "gateway.throttle",
-            "gateway.disable_endpoint",
-            "gateway.enable_endpoint",
-        }
-    )
     settings: NginxTarget
-
-    def __init__(self, name: str, settings: NginxTarget, http: HttpPort) -> None:
-        super().__init__(name, settings, http)
 
     @property
     def directory(self) -> Path:
