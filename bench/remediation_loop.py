@@ -20,12 +20,8 @@ import argparse
 import asyncio
 import copy
 import gc
-import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,11 +34,8 @@ from sqlalchemy import select
 
 from clampdown.store.db import Database
 from clampdown.store.tables import ContainmentRow, table
+from common import TEMPLATE, free_port, percentile, start_serve, stop_serve, wait_ready
 
-HERE = Path(__file__).resolve().parent
-SAMPLE = (
-    HERE.parent.parent / "shared" / "fixtures" / "findings" / "defender-rest-suspicious-ip.json"
-)
 TOKEN = "bench-token"
 PLAYBOOK = """
 apiVersion: clampdown/v1
@@ -62,26 +55,6 @@ spec:
 """
 
 
-def _template() -> dict[str, Any]:
-    if SAMPLE.exists():
-        data: dict[str, Any] = json.loads(SAMPLE.read_text())
-        return data
-    return {
-        "id": "x",
-        "type": "Microsoft.Security/Locations/alerts",
-        "properties": {
-            "alertType": "API_AccessFromSuspiciousIP",
-            "systemAlertId": "x",
-            "alertDisplayName": "Access from a suspicious IP address",
-            "severity": "High",
-            "entities": [{"$id": "1", "type": "ip", "address": "203.0.113.1"}],
-        },
-    }
-
-
-TEMPLATE = _template()
-
-
 def alert(run: str, n: int) -> dict[str, Any]:
     """A distinct alert with its own id and its own source address."""
     body = copy.deepcopy(TEMPLATE)
@@ -95,17 +68,6 @@ def ip_of(run: str, n: int) -> str:
     """An address of the benchmarking range 198.18.0.0/15: data only, never contacted."""
     index = {"a": 0, "b": 1, "c": 2, "d": 3, "u": 4}[run] * 25_000 + n
     return f"198.{18 + index // 65_536}.{index // 256 % 256}.{index % 256}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 class Receiver:
@@ -127,19 +89,6 @@ class Receiver:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
         return runner
-
-
-async def wait_ready(base: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{base}/v1/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit("serve did not start")
 
 
 async def closed_loop(base: str, bodies: list[Any], concurrency: int) -> float:
@@ -246,19 +195,7 @@ async def main(args: argparse.Namespace) -> None:
     database_url = args.database_url or f"sqlite:///{work / 'bench.db'}"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "clampdown",
-        "--config",
-        str(work / "config.yaml"),
-        "--database-url",
-        database_url,
-        "serve",
-        "--port",
-        str(port),
-    ]
-    server = subprocess.Popen(cmd, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = start_serve(work, database_url, port)
     try:
         await wait_ready(base)
         print(f"store: {database_url.split(':', 1)[0]}, cpus: {os.cpu_count()}")
@@ -313,8 +250,7 @@ async def main(args: argparse.Namespace) -> None:
         report_latency(f"alert -> first action (block) at {args.rate:g}/s", sent, created)
         report_latency(f"alert -> webhook delivered at {args.rate:g}/s", sent, receiver.arrivals)
     finally:
-        server.terminate()
-        server.wait(15)
+        stop_serve(server)
         await runner.cleanup()
 
 

@@ -370,9 +370,18 @@ class Clampdown:
             self._refresh_decisions()
         return self.decisions.check(request)
 
+    def decide_now(self, request: Request) -> Verdict | None:
+        """`decide` when the in-memory list is fresh; None when it must be refreshed first."""
+        if self._decisions_stale():
+            return None
+        return self.decisions.check(request)
+
     async def decide_async(self, request: Request) -> Verdict:
         """`decide` for the event loop: the change stream is read in a thread, not on it."""
         if self._decisions_stale():
+            # Marked here, on the loop, not once the thread runs: the requests that come in
+            # meanwhile answer from the list as it is, instead of each reading it again.
+            self._decisions_at = time.monotonic()
             await asyncio.to_thread(self._refresh_decisions)
         return self.decisions.check(request)
 

@@ -11,10 +11,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from clampdown import __version__
 from clampdown.api import decisions, ingest, resources
 from clampdown.api.deps import BEARER
+from clampdown.api.fastpath import DecisionFastPath
 from clampdown.api.responses import Json, error
 from clampdown.engine.worker import Worker
 from clampdown.errors import (
@@ -29,8 +31,26 @@ from clampdown.services import Clampdown
 log = structlog.get_logger("clampdown.api")
 
 
-def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
-    """The ASGI app; with `run_worker`, the engine runs in the same event loop."""
+class ClampdownAPI(FastAPI):
+    """FastAPI, with the decision checks answered first by the fast path (fastpath.py)."""
+
+    fast_path: DecisionFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and await fast.answer(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    clampdown: Clampdown, *, run_worker: bool = True, fast_decisions: bool = True
+) -> FastAPI:
+    """The ASGI app; with `run_worker`, the engine runs in the same event loop.
+
+    With `fast_decisions` (the default), most decision checks skip FastAPI (see fastpath.py);
+    without, every request goes through the FastAPI routes.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +78,7 @@ def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
             stop.set()
             await task
 
-    app = FastAPI(
+    app = ClampdownAPI(
         title="Clampdown",
         version=__version__,
         summary="Turns API threat detections into enforced, verified, reversible action.",
@@ -66,6 +86,8 @@ def create_app(clampdown: Clampdown, *, run_worker: bool = True) -> FastAPI:
         default_response_class=Json,
     )
     app.state.clampdown = clampdown
+    if fast_decisions:
+        app.fast_path = DecisionFastPath(clampdown)
     app.include_router(ingest.router)
     app.include_router(resources.router)
     app.include_router(decisions.router)

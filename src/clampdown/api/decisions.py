@@ -1,4 +1,9 @@
-"""The decision API: per-request checks for gateways, and the containment change stream."""
+"""The decision API: per-request checks for gateways, and the containment change stream.
+
+Most /check and /auth requests are answered before they reach these routes, by the fast path
+in fastpath.py; the routes define and document the API, and answer every other case (errors,
+a decision list that must be refreshed first).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from clampdown.model import Decision
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
 
-def _body(verdict: Verdict) -> dict[str, object]:
+def verdict_body(verdict: Verdict) -> dict[str, object]:
+    """The JSON answer of /check (also encoded by the fast path, fastpath.py)."""
     entry = verdict.containment
     return {
         "decision": verdict.decision.value,
@@ -40,7 +46,7 @@ async def check(
 ) -> Json:
     """Allow, deny or throttle one request (an API key is compared, never logged)."""
     request = Request(ip, api_key, method, path, api, subscription, client_id, user)
-    return Json(_body(await app.decide_async(request)))
+    return Json(verdict_body(await app.decide_async(request)))
 
 
 @router.get(

@@ -6,6 +6,7 @@ and never a database round trip.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import posixpath
 import re
@@ -76,6 +77,10 @@ class Request:
 
 _ALLOW = Verdict(Decision.ALLOW)
 _MAX_WINDOWS = 100_000
+# Gateways ask about the same clients again and again: parsing an address costs more than the
+# rest of a check, so the canonical forms of the most recent ones are kept.
+_IP_MEMO = 8192
+_IP_MEMO_TEXT = 64  # longer texts are not kept (the longest IPv6 address is 45 characters)
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -139,14 +144,20 @@ class DecisionCache:
 
     def check(self, request: Request, *, now: float | None = None) -> Verdict:
         """Deny beats throttle beats allow; expired entries no longer count."""
+        candidates = self._candidates(request)
+        if not candidates:
+            return _ALLOW
         now = time.time() if now is None else now
-        path = normalize_path(request.path)
+        path: str | None = None  # normalized once, and only for a scope that needs it
         throttle: Entry | None = None
-        for entry in self._candidates(request):
+        for entry in candidates:
             if entry.expires_at is not None and entry.expires_at <= now:
                 continue
-            if not covers(entry.scope, method=request.method, path=path, api=request.api):
-                continue
+            if entry.scope != "*":
+                if path is None:
+                    path = normalize_path(request.path)
+                if not covers(entry.scope, method=request.method, path=path, api=request.api):
+                    continue
             if entry.kind is not ContainmentKind.THROTTLE:
                 return Verdict(Decision.DENY, entry)
             throttle = throttle or entry
@@ -156,23 +167,29 @@ class DecisionCache:
 
     def _candidates(self, request: Request) -> list[Entry]:
         found: list[Entry] = []
+        by_subject = self._by_subject
         with self._lock:
-            for subject_type, value in (
-                (SubjectType.IP, request.ip),
-                (SubjectType.API_KEY, request.api_key),
-                (SubjectType.SUBSCRIPTION, request.subscription),
-                (SubjectType.CLIENT_ID, request.client_id),
-                (SubjectType.USER, request.user),
-            ):
-                if value:
-                    bucket = self._by_subject.get((subject_type, _norm(subject_type, value)))
+            if by_subject:
+                if request.ip:
+                    bucket = by_subject.get((SubjectType.IP, _ip_key(request.ip)))
                     if bucket:
                         found.extend(bucket.values())
+                for subject_type, value in (
+                    (SubjectType.API_KEY, request.api_key),
+                    (SubjectType.SUBSCRIPTION, request.subscription),
+                    (SubjectType.CLIENT_ID, request.client_id),
+                    (SubjectType.USER, request.user),
+                ):
+                    if value:
+                        bucket = by_subject.get((subject_type, value))
+                        if bucket:
+                            found.extend(bucket.values())
             if self._networks and request.ip:
                 addr = _parse_ip(request.ip)
                 if addr is not None:
                     found.extend(e for net, e in self._networks.values() if addr in net)
-            found.extend(self._endpoints.values())
+            if self._endpoints:
+                found.extend(self._endpoints.values())
         return found
 
     def _prune(self, now: float) -> None:
@@ -218,6 +235,12 @@ def normalize_path(raw: str) -> str:
 
 
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if len(value) > _IP_MEMO_TEXT:
+        return _parse_ip_text(value)
+    return _parse_ip_memo(value)
+
+
+def _parse_ip_text(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(value.strip())
     except ValueError:
@@ -228,8 +251,25 @@ def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     return addr
 
 
+_parse_ip_memo = functools.lru_cache(maxsize=_IP_MEMO)(_parse_ip_text)
+
+
+def _ip_key_text(value: str) -> str:
+    addr = _parse_ip(value)
+    return str(addr) if addr is not None else value
+
+
+_ip_key_memo = functools.lru_cache(maxsize=_IP_MEMO)(_ip_key_text)
+
+
+def _ip_key(value: str) -> str:
+    """An address in canonical form (the text itself when it is not an address)."""
+    if len(value) > _IP_MEMO_TEXT:
+        return _ip_key_text(value)
+    return _ip_key_memo(value)
+
+
 def _norm(subject_type: SubjectType, value: str) -> str:
     if subject_type is SubjectType.IP:
-        addr = _parse_ip(value)
-        return str(addr) if addr is not None else value
+        return _ip_key(value)
     return value
