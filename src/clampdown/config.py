@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clampdown.errors import ConfigError
+from clampdown.links import LinksConfig
 from clampdown.secrets import SecretRef
 from clampdown.targets.settings import TARGET_SETTINGS, BuiltinTarget, TargetConfig, type_name
 
@@ -87,6 +88,9 @@ class Config(_Strict):
     tokens: list[TokenConfig] = Field(default_factory=list)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    links: LinksConfig | None = Field(
+        default=None, description="signed approve / reject / undo links in messages"
+    )
 
     # Validators run in this order: the built-in target exists before the lease is checked.
     @model_validator(mode="after")

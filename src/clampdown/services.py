@@ -22,6 +22,7 @@ from clampdown.engine.decisions import DecisionCache, Request, Verdict
 from clampdown.engine.executor import Adopted
 from clampdown.engine.ports import refresh_decisions
 from clampdown.errors import ConflictError, InputError, NotFoundError
+from clampdown.links import LinkRequest, Links
 from clampdown.model import JSON, Finding, RemediationState, StepState
 from clampdown.playbooks import Matcher, Playbook, load_default_pack, load_playbooks
 from clampdown.sources import normalize
@@ -100,6 +101,7 @@ class Clampdown:
         self.playbooks = playbooks
         self.matcher = Matcher(playbooks)
         self.decisions = DecisionCache()
+        self.links = Links.from_config(config.links)
         self._tokens: dict[str, TokenConfig] | None = None
         self._decisions_at = 0.0
         self.on_work: Callable[[], None] = lambda: None
@@ -289,6 +291,21 @@ class Clampdown:
                 now=now,
             )
         return self.get_remediation(remediation_id)
+
+    def read_link(self, token: str) -> tuple[LinkRequest, dict[str, Any]]:
+        """What a signed link asks for, and the remediation it names."""
+        if self.links is None:
+            raise NotFoundError("links are not configured")
+        request = self.links.read(token)
+        return request, self.get_remediation(request.remediation_id)
+
+    def follow_link(self, token: str) -> dict[str, Any]:
+        """Do what a signed link asks (approve or reject); the link is recorded as the actor."""
+        request, _ = self.read_link(token)
+        actor = f"link:{request.verb}"
+        if request.verb == "approve":
+            return self.approve(request.remediation_id, actor=actor, note="from a signed link")
+        return self.reject(request.remediation_id, actor=actor, reason="from a signed link")
 
     @staticmethod
     def _expect(conn: Any, remediation_id: str, state: RemediationState) -> None:

@@ -13,6 +13,7 @@ from clampdown.services import Clampdown, IngestedFinding
 from tests.conftest import sample
 from tests.engine.conftest import AppFactory, drain
 from tests.engine.playbooks import NOTIFY
+from tests.engine.test_gateway_targets import _alert
 from tests.fakes import Reply, WebhookReceiver
 
 FLOW = """
@@ -133,3 +134,29 @@ def test_a_webhook_that_answers_too_late_is_not_called_again(
     assert "timed out" in rem["steps"][0]["error"]
     assert "not sent again" in rem["steps"][0]["error"]
     assert len(webhook.deliveries) == 1
+
+
+def test_a_rate_limited_target_queues_calls_instead_of_failing_them(
+    make_app: AppFactory, webhook: WebhookReceiver
+) -> None:
+    """Ten alerts at once through a target allowing 2 calls/s: all delivered, none failed."""
+    app = make_app(
+        NOTIFY,
+        targets={
+            "hook": {"type": "webhook", "url": webhook.url, "rate_limit": 2, "timeout": 2},
+            "builtin": {"type": "builtin", "timeout": 2},
+        },
+        lease_seconds=8,
+    )
+    rids = [
+        app.ingest(_alert(f"203.0.113.{n}", n))[0].remediations[0].remediation_id for n in range(10)
+    ]
+    drain(app, timeout=20)
+    states = [app.get_remediation(r)["state"] for r in rids]
+    assert states == ["succeeded"] * 10
+    assert len(webhook.deliveries) == 10
+    reasons = [h["reason"] for r in rids for h in app.get_remediation(r)["history"]]
+    # With an 8 s lease a call waits at most 3 s in line; later ones were given a later turn.
+    assert any("is at its rate limit; its turn comes in" in reason for reason in reasons)
+    attempts = [app.get_remediation(r)["steps"][0]["attempts"] for r in rids]
+    assert attempts == [1] * 10

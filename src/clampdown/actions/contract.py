@@ -37,6 +37,7 @@ class ActionResult(BaseModel):
     undo: dict[str, JSON] | None = None
     summary: str = ""
     waiting: bool = Field(default=False, description="a person must finish it (guided task)")
+    closed: bool = Field(default=False, description="closed when the remediation ended")
 
 
 class ContainmentSpec(BaseModel):
@@ -123,6 +124,30 @@ class HttpPort(Protocol):
 
 
 @dataclass(frozen=True)
+class Briefing:
+    """What a message or ticket tells people: the finding, the playbook, what was done."""
+
+    remediation_id: str
+    playbook: str
+    state: str
+    finding: dict[str, Any]
+    """The finding as expressions see it (attacker-controlled values: escape them)."""
+    done: tuple[str, ...] = ()
+    """Summaries of the steps that took effect so far, in order."""
+    links: dict[str, str] = field(default_factory=dict)
+    """Signed, expiring links for people (approve, reject, undo), when configured."""
+
+
+@dataclass(frozen=True)
+class Closing:
+    """How a remediation ended, handed to actions that close what they opened."""
+
+    state: str
+    reason: str
+    briefing: Briefing
+
+
+@dataclass(frozen=True)
 class ActionContext:
     """Everything an action may use for one call."""
 
@@ -136,6 +161,7 @@ class ActionContext:
     tasks: TaskPort
     http: HttpPort
     driver: Driver | None = None
+    briefing: Briefing | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,7 +175,19 @@ class Action:
     idempotent: ClassVar[bool] = False
     reversible: ClassVar[bool] = False
     verifiable: ClassVar[bool] = False
+    closes: ClassVar[bool] = False
+    """It opened something (a ticket, a page) to close when the remediation ends."""
     example: ClassVar[dict[str, JSON]] = {}
+
+    @classmethod
+    def idempotent_on(cls, target_type: str) -> bool:
+        """Whether a repeat is harmless on this target type (a page with a dedup key is)."""
+        return cls.idempotent
+
+    @classmethod
+    def closes_on(cls, target_type: str) -> bool:
+        """Whether it opens something to close on this target type (`close`)."""
+        return cls.closes
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         """Take effect once; raise an ActionError subclass when it did not."""
@@ -161,4 +199,10 @@ class Action:
 
     async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
         """True when the effect of `run` is observably in place (only when `verifiable`)."""
+        raise NotImplementedError
+
+    async def close(
+        self, params: Params, result: ActionResult, ctx: ActionContext, closing: Closing
+    ) -> None:
+        """Close what a successful `run` opened, now that the remediation ended (`closes`)."""
         raise NotImplementedError

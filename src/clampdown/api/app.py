@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from clampdown import __version__
-from clampdown.api import decisions, ingest, resources
+from clampdown.api import decisions, ingest, links, resources
 from clampdown.api.deps import BEARER
 from clampdown.api.fastpath import DecisionFastPath
 from clampdown.api.responses import Json, error
@@ -91,6 +91,7 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(resources.router)
     app.include_router(decisions.router)
+    app.include_router(links.router)
     _install_error_handlers(app)
     _document_bearer_auth(app)
     return app

@@ -25,13 +25,15 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from clampdown.actions import registry
-from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
+from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
 from clampdown.config import Config
-from clampdown.engine import planner
+from clampdown.engine import closing, planner
+from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreTasks
 from clampdown.engine.retry import backoff
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
+from clampdown.links import Links
 from clampdown.model import Finding, RemediationState, StepState
 from clampdown.playbooks.expressions import Expression, compile_value, render_value
 from clampdown.store import findings, jobs, remediations, tasks
@@ -124,6 +126,8 @@ class _Outcome:
     error: str = ""
     retry: bool = False
     retry_after: float | None = None
+    queued: bool = False
+    """Not called at all: the target's rate limit gave it a later turn (not an attempt)."""
 
 
 _VERIFY = object()
@@ -146,6 +150,7 @@ class Executor:
         self.cache = cache
         self.session = session
         self.drivers = Drivers(config.targets, session)
+        self.links = Links.from_config(config.links)
         self.due = due
         self.lease = timedelta(seconds=config.engine.lease_seconds)
 
@@ -161,6 +166,8 @@ class Executor:
                 await self._drive(run)
             elif job.kind == planner.UNDO_STEP:
                 await self._undo_step(job)
+            elif job.kind == planner.CLOSE:
+                await closing.close(self, job)
             else:
                 await self.db.run_async(lambda conn: jobs.finish(conn, job.id))
         except Exception:
@@ -262,16 +269,23 @@ class Executor:
         run.ran_at = now
         return _VERIFY
 
-    @staticmethod
-    def _refuse(run: _Run, step: dict[str, Any], action: Action | None) -> str | None:
+    def _idempotent(self, action: Action, target_name: str) -> bool:
+        target = self.config.targets.get(target_name)
+        return action.idempotent_on(target.type) if target else action.idempotent
+
+    def _refuse(self, run: _Run, step: dict[str, Any], action: Action | None) -> str | None:
         if action is None:
             return f"unknown action {step['action']!r}"
-        if step["state"] == StepState.RUNNING.value and not action.idempotent:
+        target = str((step["params"] or {}).get("target", ""))
+        if step["state"] == StepState.RUNNING.value and not self._idempotent(action, target):
             return (
                 "the worker stopped during this call; it may or may not have reached the "
                 "target, and this action is not idempotent, so it is not sent again"
             )
         return None
+
+    def _briefing(self, run: _Run) -> Briefing:
+        return brief(run.remediation, run.steps, run.view(), self.links)
 
     def _context(self, run: _Run) -> dict[str, Any]:
         return {
@@ -334,15 +348,30 @@ class Executor:
         step.update(values, state=state.value)
 
     async def _call(self, run: _Run, call: _Call) -> _Outcome:
+        pacer = self.drivers.pacer(call.params.target)
+        if pacer is not None:
+            # Wait for the target's turn, but not so long that the lease could lapse first.
+            timeout = self.config.targets[call.params.target].timeout
+            wait = pacer.reserve(longest=max(0.0, self.lease.total_seconds() - timeout - 3))
+            if wait is None:
+                turn = pacer.free_in()
+                return _Outcome(
+                    error=f"target {call.params.target} is at its rate limit",
+                    retry_after=turn,
+                    queued=True,
+                )
+            await asyncio.sleep(wait)
         try:
-            actx = self._action_context(run.job.remediation_id, call.step, call.params)
+            actx = self.action_context(
+                run.job.remediation_id, call.step, call.params, self._briefing(run)
+            )
             async with asyncio.timeout(actx.target.timeout + 1):
                 return _Outcome(result=await call.action.run(call.params, actx))
         except TransientError as exc:
-            retry = call.action.idempotent or not exc.maybe_delivered
+            retry = self._idempotent(call.action, call.params.target) or not exc.maybe_delivered
             return _Outcome(error=_once(str(exc), retry), retry=retry, retry_after=exc.retry_after)
         except TimeoutError:
-            retry = call.action.idempotent
+            retry = self._idempotent(call.action, call.params.target)
             return _Outcome(error=_once("timed out", retry), retry=retry)
         except (ActionError, ConfigError) as exc:
             return _Outcome(error=str(exc))
@@ -380,8 +409,17 @@ class Executor:
                 jobs.finish(conn, run.job.id)
                 return False
             return True
+        if outcome.queued:
+            turn = outcome.retry_after or 0.0
+            reason = f"{outcome.error}; its turn comes in {turn:.2f}s"
+            self._move(
+                conn, run, step, StepState.PENDING, reason, now, attempts=step["attempts"] - 1
+            )
+            jobs.retry_at(conn, run.job.id, now + timedelta(seconds=turn))
+            self.due(now + timedelta(seconds=turn))
+            return False
         if outcome.retry and step["attempts"] < self.config.engine.max_attempts:
-            delay = self._delay(step["attempts"], outcome.retry_after)
+            delay = self.delay(step["attempts"], outcome.retry_after)
             reason = f"{outcome.error}; retry in {delay:.2f}s"
             self._move(conn, run, step, StepState.PENDING, reason, now, error=outcome.error)
             jobs.retry_at(conn, run.job.id, now + timedelta(seconds=delay))
@@ -393,7 +431,8 @@ class Executor:
         self._fail(conn, run, step, error, now)
         return False
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before attempt `attempt + 1`: backoff with jitter, at least Retry-After."""
         engine = self.config.engine
         return backoff(
             attempt,
@@ -433,9 +472,19 @@ class Executor:
             actor=ENGINE,
             now=now,
         )
+        closing.enqueue_if_ended(
+            conn, rid, RemediationState.FAILED.value, run.steps, now, self.config.targets
+        )
         jobs.finish(conn, run.job.id)
 
-    def _action_context(self, rid: str, step: dict[str, Any], params: Params) -> ActionContext:
+    def action_context(
+        self,
+        rid: str,
+        step: dict[str, Any],
+        params: Params,
+        briefing: Briefing | None = None,
+    ) -> ActionContext:
+        """Everything an action may use for one call of `step`."""
         target = self.config.targets.get(params.target)
         if target is None:
             raise ConfigError(f"no target named {params.target!r} is configured")
@@ -457,6 +506,7 @@ class Executor:
             tasks=StoreTasks(self.db, remediation_id=rid, step_key=step["key"]),
             http=self.drivers.http(params.target),
             driver=self.drivers.get(params.target),
+            briefing=briefing,
         )
 
     # -- verify ----------------------------------------------------------------------------
@@ -483,7 +533,7 @@ class Executor:
             params = instance.params.model_validate(step["params"])
             result = ActionResult.model_validate(step["result"])
             try:
-                ctx = self._action_context(run.job.remediation_id, step, params)
+                ctx = self.action_context(run.job.remediation_id, step, params)
                 ok, reason = await instance.verify(params, result, ctx), "not in effect"
             except (ActionError, ConfigError) as exc:
                 ok, reason = False, str(exc)
@@ -513,6 +563,7 @@ class Executor:
                 remediations.move(conn, rid, _RUNNING, [began, verdict], actor=ENGINE)
             else:
                 remediations.move(conn, rid, _VERIFYING, [verdict], actor=ENGINE)
+            closing.enqueue_if_ended(conn, rid, target.value, run.steps, now, self.config.targets)
             jobs.finish(conn, run.job.id)
 
         await self.db.run_async(finish)
@@ -528,7 +579,7 @@ class Executor:
         result = ActionResult.model_validate(step["result"])
         error, retry_after, transient = "", None, False
         try:
-            ctx = self._action_context(job.remediation_id, step, params)
+            ctx = self.action_context(job.remediation_id, step, params)
             await action.undo(params, result, ctx)
         except TransientError as exc:
             error, retry_after, transient = str(exc), exc.retry_after, True
@@ -560,7 +611,7 @@ class Executor:
         if not jobs.hold(conn, job, now + self.lease):
             return
         if error and transient and job.attempts + 1 < self.config.engine.max_attempts:
-            delay = self._delay(job.attempts + 1, retry_after)
+            delay = self.delay(job.attempts + 1, retry_after)
             remediations.record(
                 conn,
                 rid,
@@ -615,6 +666,10 @@ class Executor:
                 reason="every temporary containment expired and was undone",
                 actor=ENGINE,
                 now=now,
+            )
+            steps = remediations.steps(conn, rid)
+            closing.enqueue_if_ended(
+                conn, rid, RemediationState.EXPIRED.value, steps, now, self.config.targets
             )
 
 

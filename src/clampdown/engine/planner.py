@@ -20,6 +20,8 @@ RUN = "run"
 """Drive a remediation: run its pending steps in order, then verify."""
 UNDO_STEP = "undo_step"
 """Undo one step whose expiry has come."""
+CLOSE = "close"
+"""Close what the steps of an ended remediation opened (tickets, pages)."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from clampdown.errors import PermanentError
 
 if TYPE_CHECKING:
     from clampdown.actions.contract import ContainmentSpec, HttpPort
+    from clampdown.messages.model import Message
     from clampdown.targets.settings import Probe
 
 # Reads the containments active on this target at one scope (None: every scope).
@@ -39,6 +40,39 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A ticket to open: its title, the message it describes, and a correlation id."""
+
+    title: str
+    message: Message
+    correlation: str
+    """De-duplicates: an open ticket with this id is reused instead of opening another."""
+    urgency: int = 2
+    """1 (high) to 3 (low)."""
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """A ticket as the ticket system names it."""
+
+    id: str
+    """The system's own id (ServiceNow sys_id, Jira issue id)."""
+    number: str
+    """What people call it (INC0010001, SEC-42)."""
+    url: str
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An identity: a user (id or UPN) or a service principal (object id)."""
+
+    id: str
+    kind: str = "user"
+    """"user" or "service_principal"."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +179,50 @@ class Driver:
     async def credential_state(self, credential: Credential) -> str:
         """The credential's state as the target reports it (for verification)."""
         raise self.unsupported("read credentials")
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def send(self, message: Message, *, key: str) -> dict[str, Any]:
+        """Deliver a message (`key` is the step's idempotency key); returns what `resolve`
+        needs later, such as a dedup key."""
+        raise self.unsupported("send messages")
+
+    async def resolve(self, message: Message, sent: dict[str, Any]) -> None:
+        """Close what `send` opened (a page) once the remediation ended; most channels: no-op."""
+
+    # -- tickets -------------------------------------------------------------------------
+
+    async def open_ticket(self, ticket: Ticket) -> TicketRef:
+        """Reuse the open ticket with the same correlation id, or create one."""
+        raise self.unsupported("open tickets")
+
+    async def update_ticket(self, ref: TicketRef, note: str) -> None:
+        """Add a progress note to a ticket."""
+        raise self.unsupported("update tickets")
+
+    async def resolve_ticket(self, ref: TicketRef, summary: str) -> None:
+        """Resolve a ticket with a summary of what was done."""
+        raise self.unsupported("resolve tickets")
+
+    # -- identities ----------------------------------------------------------------------
+
+    async def revoke_sessions(self, user: str) -> None:
+        """Revoke a user's sign-in sessions and refresh tokens."""
+        raise self.unsupported("revoke sessions")
+
+    async def set_enabled(self, principal: Principal, enabled: bool) -> bool:
+        """Enable or disable an account; returns whether it was enabled before."""
+        raise self.unsupported("enable or disable accounts")
+
+    async def confirm_compromised(self, users: list[str]) -> None:
+        """Mark users as confirmed compromised (identity protection)."""
+        raise self.unsupported("confirm users compromised")
+
+    # -- findings at their source ----------------------------------------------------------
+
+    async def update_finding(self, finding: dict[str, Any], state: str, comment: str) -> None:
+        """Write a finding's state back to the detector that raised it."""
+        raise self.unsupported("update findings at their source")
 
     # -- operations ----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clampdown.errors import ConfigError
 from clampdown.secrets import SecretRef
@@ -20,6 +20,11 @@ class _Target(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per call")
+    rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="calls per second at most; further calls wait their turn (none: no limit)",
+    )
 
     def origins(self) -> list[str]:
         """URLs whose origin (scheme, host, port) this target's calls may reach."""
@@ -75,21 +80,27 @@ class FlowTarget(WebhookTarget):
         return value
 
 
-class AzureApimTarget(_Target):
-    """An Azure API Management instance, managed over ARM with client credentials."""
+class _AzureIdentity(_Target):
+    """A Microsoft Entra application signing in with client credentials."""
 
-    type: Literal["azure-apim"] = "azure-apim"
     tenant_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
     client_secret: SecretRef
+    login_url: str = "https://login.microsoftonline.com"
+
+
+class AzureApimTarget(_AzureIdentity):
+    """An Azure API Management instance, managed over ARM with client credentials."""
+
+    type: Literal["azure-apim"] = "azure-apim"
     subscription_id: str = Field(min_length=1)
     resource_group: str = Field(min_length=1)
     service_name: str = Field(min_length=1)
     api_version: str = "2022-08-01"
     management_url: str = "https://management.azure.com"
-    login_url: str = "https://login.microsoftonline.com"
     probe: Probe | None = None
     timeout: float = Field(default=30.0, gt=0, le=300)
+    rate_limit: float | None = Field(default=10.0, gt=0, description="ARM write budget")
 
     def origins(self) -> list[str]:
         return [self.management_url, self.login_url] + ([self.probe.url] if self.probe else [])
@@ -147,6 +158,115 @@ class OAuthRevocationTarget(_Target):
         return [self.revocation_url]
 
 
+class ServiceNowTarget(_Target):
+    """A ServiceNow instance: incidents through the Table API."""
+
+    type: Literal["servicenow"] = "servicenow"
+    instance_url: str = Field(description="https://<instance>.service-now.com")
+    username: str | None = None
+    password: SecretRef | None = None
+    token: SecretRef | None = Field(default=None, description="an OAuth bearer token instead")
+    assignment_group: str = ""
+    caller_id: str = ""
+    category: str = "security"
+    close_code: str = Field(default="Resolved by request", description="close code on resolve")
+
+    @model_validator(mode="after")
+    def _one_login(self) -> ServiceNowTarget:
+        basic = self.username is not None and self.password is not None
+        if basic == (self.token is not None) or (self.username is None) != (self.password is None):
+            raise ValueError("give either username and password, or token")
+        return self
+
+    def origins(self) -> list[str]:
+        return [self.instance_url]
+
+
+class JiraTarget(_Target):
+    """A Jira Cloud site: issues through REST API v3."""
+
+    type: Literal["jira"] = "jira"
+    site_url: str = Field(description="https://<site>.atlassian.net")
+    email: str = Field(min_length=1)
+    api_token: SecretRef
+    project_key: str = Field(min_length=1)
+    issue_type: str = "Task"
+    done_transition: str = Field(default="Done", description="the transition that resolves")
+
+    def origins(self) -> list[str]:
+        return [self.site_url]
+
+
+class PagerDutyTarget(_Target):
+    """A PagerDuty service, through Events API v2."""
+
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key: SecretRef
+    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    source: str = "clampdown"
+
+    def origins(self) -> list[str]:
+        return [self.events_url]
+
+
+class TeamsTarget(_Target):
+    """A Microsoft Teams channel: an incoming webhook or a Workflows webhook trigger."""
+
+    type: Literal["teams"] = "teams"
+    url: SecretRef = Field(description="the webhook URL carries a signature: by reference")
+    rate_limit: float | None = Field(default=4.0, gt=0)
+
+    def origins(self) -> list[str]:
+        return [self.url.resolve()]
+
+
+class SlackTarget(_Target):
+    """A Slack channel, through an incoming webhook."""
+
+    type: Literal["slack"] = "slack"
+    url: SecretRef = Field(description="the webhook URL is a secret: by reference")
+    rate_limit: float | None = Field(default=1.0, gt=0)
+
+    def origins(self) -> list[str]:
+        return [self.url.resolve()]
+
+
+class SmtpTarget(_Target):
+    """A mail server: messages over SMTP, with STARTTLS and authentication."""
+
+    type: Literal["smtp"] = "smtp"
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str | None = None
+    password: SecretRef | None = None
+    sender: str = Field(min_length=3, description="the From address")
+    to: list[str] = Field(min_length=1, description="recipients")
+    ca_file: Path | None = Field(default=None, description="a CA bundle to trust (private CAs)")
+
+
+class GraphTarget(_AzureIdentity):
+    """Microsoft Graph: identities (sessions, accounts, risk) and security alerts."""
+
+    type: Literal["graph"] = "graph"
+    graph_url: str = "https://graph.microsoft.com"
+
+    def origins(self) -> list[str]:
+        return [self.graph_url, self.login_url]
+
+
+class DefenderTarget(_AzureIdentity):
+    """Microsoft Defender for Cloud over ARM: alert state write-back."""
+
+    type: Literal["defender"] = "defender"
+    management_url: str = "https://management.azure.com"
+    api_version: str = "2022-01-01"
+    rate_limit: float | None = Field(default=10.0, gt=0, description="ARM write budget")
+
+    def origins(self) -> list[str]:
+        return [self.management_url, self.login_url]
+
+
 TargetConfig = Annotated[
     BuiltinTarget
     | WebhookTarget
@@ -154,7 +274,15 @@ TargetConfig = Annotated[
     | AzureApimTarget
     | KongTarget
     | NginxTarget
-    | OAuthRevocationTarget,
+    | OAuthRevocationTarget
+    | ServiceNowTarget
+    | JiraTarget
+    | PagerDutyTarget
+    | TeamsTarget
+    | SlackTarget
+    | SmtpTarget
+    | GraphTarget
+    | DefenderTarget,
     Field(discriminator="type"),
 ]
 
@@ -166,6 +294,14 @@ TARGET_SETTINGS: tuple[type[_Target], ...] = (
     KongTarget,
     NginxTarget,
     OAuthRevocationTarget,
+    ServiceNowTarget,
+    JiraTarget,
+    PagerDutyTarget,
+    TeamsTarget,
+    SlackTarget,
+    SmtpTarget,
+    GraphTarget,
+    DefenderTarget,
 )
 
 

@@ -1,0 +1,1 @@
+"""What Clampdown tells people, and how each channel renders it with finding data made inert."""
