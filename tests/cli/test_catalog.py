@@ -26,6 +26,9 @@ ACTIONS = [
     "notify.send",
     "flow.trigger",
     "task.create",
+    "ticket.create",
+    "ticket.update",
+    "ticket.resolve",
 ]
 
 GOOD = """\

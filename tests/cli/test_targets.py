@@ -24,6 +24,14 @@ def test_types_lists_every_type_with_its_verbs() -> None:
         "kong",
         "nginx",
         "oauth-revocation",
+        "servicenow",
+        "jira",
+        "pagerduty",
+        "teams",
+        "slack",
+        "smtp",
+        "graph",
+        "defender",
     }
     assert "credential.suspend" in types["azure-apim"]["verbs"]
     assert "gateway.throttle" in types["nginx"]["verbs"]

@@ -1,4 +1,4 @@
-"""notify.send through a generic webhook, and flow.trigger (Power Automate / Logic Apps)."""
+"""notify.send to people (webhook, Teams, Slack, email, PagerDuty), and flow.trigger."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
+from clampdown.actions.contract import (
+    Action,
+    ActionContext,
+    ActionResult,
+    Briefing,
+    Closing,
+    Params,
+)
 from clampdown.actions.http import check_status
+from clampdown.messages.model import Message, compose
 from clampdown.targets.settings import WebhookTarget
 
 
@@ -43,16 +51,31 @@ async def _post(ctx: ActionContext, body: dict[str, Any]) -> int:
 
 class NotifySend(Action):
     name = "notify.send"
-    summary = "Send a message to a webhook (JSON with text, title, data and the remediation id)."
-    target_types = ("webhook",)
+    summary = (
+        "Tell people: a webhook (JSON), a Teams card, a Slack message, an email, or a "
+        "PagerDuty page (resolved when the remediation ends)."
+    )
+    target_types = ("webhook", "teams", "slack", "smtp", "pagerduty")
     params = NotifyParams
     example: ClassVar[dict[str, object]] = {
         "target": "ops-webhook",
         "text": "Blocked ${{ finding.ip }}: ${{ finding.title }}",
     }
 
+    @classmethod
+    def idempotent_on(cls, target_type: str) -> bool:
+        # PagerDuty de-duplicates on the dedup key; the other channels would repeat.
+        return target_type == "pagerduty"
+
+    @classmethod
+    def closes_on(cls, target_type: str) -> bool:
+        return target_type == "pagerduty"
+
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, NotifyParams)
+        if ctx.driver is not None:
+            sent = await ctx.driver.send(self.message(params, ctx), key=ctx.idempotency_key)
+            return ActionResult(output=sent, summary=f"sent to {ctx.target_name}")
         body = {
             "title": params.title,
             "text": params.text,
@@ -62,6 +85,21 @@ class NotifySend(Action):
         }
         status = await _post(ctx, body)
         return ActionResult(output={"status": status}, summary=f"delivered ({status})")
+
+    async def close(
+        self, params: Params, result: ActionResult, ctx: ActionContext, closing: Closing
+    ) -> None:
+        assert isinstance(params, NotifyParams)
+        if ctx.driver is not None:
+            await ctx.driver.resolve(self.message(params, ctx), result.output)
+
+    @staticmethod
+    def message(params: NotifyParams, ctx: ActionContext) -> Message:
+        """The message of this step: its title and text, and the remediation's briefing."""
+        briefing = ctx.briefing or Briefing(
+            remediation_id=ctx.remediation_id, playbook="", state="", finding={}
+        )
+        return compose(params.title, params.text, briefing)
 
 
 class FlowTrigger(Action):

@@ -9,6 +9,7 @@ from clampdown.actions.credential import Reactivate, Revoke, Rotate, Suspend
 from clampdown.actions.gateway import Block, DisableEndpoint, EnableEndpoint, Throttle, Unblock
 from clampdown.actions.notify import FlowTrigger, NotifySend
 from clampdown.actions.task import TaskCreate
+from clampdown.actions.ticket import TicketCreate, TicketResolve, TicketUpdate
 
 BUILTIN: tuple[type[Action], ...] = (
     Block,
@@ -23,6 +24,9 @@ BUILTIN: tuple[type[Action], ...] = (
     NotifySend,
     FlowTrigger,
     TaskCreate,
+    TicketCreate,
+    TicketUpdate,
+    TicketResolve,
 )
 
 CATALOG: Mapping[str, type[Action]] = {action.name: action for action in BUILTIN}

@@ -9,13 +9,30 @@ import aiohttp
 from clampdown.actions.http import TargetHttp
 from clampdown.targets.azure.apim import ApimDriver
 from clampdown.targets.driver import Driver
+from clampdown.targets.jira import JiraDriver
 from clampdown.targets.kong import KongDriver
 from clampdown.targets.nginx import NginxDriver
 from clampdown.targets.oauth import RevocationDriver
+from clampdown.targets.pacing import Pacer
+from clampdown.targets.pagerduty import PagerDutyDriver
+from clampdown.targets.servicenow import ServiceNowDriver
 from clampdown.targets.settings import TargetConfig
+from clampdown.targets.slack import SlackDriver
+from clampdown.targets.teams import TeamsDriver
 
 DRIVERS: dict[str, type[Driver]] = {
-    driver.type: driver for driver in (ApimDriver, KongDriver, NginxDriver, RevocationDriver)
+    driver.type: driver
+    for driver in (
+        ApimDriver,
+        KongDriver,
+        NginxDriver,
+        RevocationDriver,
+        TeamsDriver,
+        SlackDriver,
+        PagerDutyDriver,
+        ServiceNowDriver,
+        JiraDriver,
+    )
 }
 
 
@@ -26,6 +43,15 @@ class Drivers:
         self._targets = targets
         self._session = session
         self._made: dict[str, Driver] = {}
+        self._pacers = {
+            name: Pacer(settings.rate_limit)
+            for name, settings in targets.items()
+            if settings.rate_limit is not None
+        }
+
+    def pacer(self, name: str) -> Pacer | None:
+        """The rate limit of target `name`, if it has one."""
+        return self._pacers.get(name)
 
     def http(self, name: str) -> TargetHttp:
         """Outbound HTTP limited to the origins of target `name`."""
