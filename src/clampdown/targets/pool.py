@@ -18,6 +18,7 @@ from clampdown.targets.pagerduty import PagerDutyDriver
 from clampdown.targets.servicenow import ServiceNowDriver
 from clampdown.targets.settings import TargetConfig
 from clampdown.targets.slack import SlackDriver
+from clampdown.targets.smtp import SmtpDriver
 from clampdown.targets.teams import TeamsDriver
 
 DRIVERS: dict[str, type[Driver]] = {
@@ -32,6 +33,7 @@ DRIVERS: dict[str, type[Driver]] = {
         PagerDutyDriver,
         ServiceNowDriver,
         JiraDriver,
+        SmtpDriver,
     )
 }
 
