@@ -29,6 +29,10 @@ ACTIONS = [
     "ticket.create",
     "ticket.update",
     "ticket.resolve",
+    "identity.revoke_sessions",
+    "identity.disable",
+    "identity.confirm_compromised",
+    "finding.update",
 ]
 
 GOOD = """\

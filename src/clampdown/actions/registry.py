@@ -6,7 +6,9 @@ from collections.abc import Mapping
 
 from clampdown.actions.contract import Action
 from clampdown.actions.credential import Reactivate, Revoke, Rotate, Suspend
+from clampdown.actions.finding import FindingUpdate
 from clampdown.actions.gateway import Block, DisableEndpoint, EnableEndpoint, Throttle, Unblock
+from clampdown.actions.identity import ConfirmCompromised, Disable, RevokeSessions
 from clampdown.actions.notify import FlowTrigger, NotifySend
 from clampdown.actions.task import TaskCreate
 from clampdown.actions.ticket import TicketCreate, TicketResolve, TicketUpdate
@@ -27,6 +29,10 @@ BUILTIN: tuple[type[Action], ...] = (
     TicketCreate,
     TicketUpdate,
     TicketResolve,
+    RevokeSessions,
+    Disable,
+    ConfirmCompromised,
+    FindingUpdate,
 )
 
 CATALOG: Mapping[str, type[Action]] = {action.name: action for action in BUILTIN}

@@ -214,6 +214,10 @@ class Driver:
         """Enable or disable an account; returns whether it was enabled before."""
         raise self.unsupported("enable or disable accounts")
 
+    async def account_enabled(self, principal: Principal) -> bool:
+        """Whether an account can sign in now (to verify a disable)."""
+        raise self.unsupported("read accounts")
+
     async def confirm_compromised(self, users: list[str]) -> None:
         """Mark users as confirmed compromised (identity protection)."""
         raise self.unsupported("confirm users compromised")

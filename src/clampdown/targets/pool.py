@@ -8,7 +8,9 @@ import aiohttp
 
 from clampdown.actions.http import TargetHttp
 from clampdown.targets.azure.apim import ApimDriver
+from clampdown.targets.defender import DefenderDriver
 from clampdown.targets.driver import Driver
+from clampdown.targets.graph import GraphDriver
 from clampdown.targets.jira import JiraDriver
 from clampdown.targets.kong import KongDriver
 from clampdown.targets.nginx import NginxDriver
@@ -34,6 +36,8 @@ DRIVERS: dict[str, type[Driver]] = {
         ServiceNowDriver,
         JiraDriver,
         SmtpDriver,
+        GraphDriver,
+        DefenderDriver,
     )
 }
 
