@@ -67,6 +67,19 @@ def test_flow_receives_the_rendered_body_with_types_kept(
     assert delivery.headers["Idempotency-Key"] == rem["steps"][0]["idempotency_key"]
 
 
+def test_a_flow_answer_is_kept_for_later_steps(
+    make_app: AppFactory, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A flow with a Response action answers what it likes; the step keeps it."""
+    webhook.default = Reply(200, body='{"ticket": "CHG0042", "approved": true}')
+    _, rem = run_once(flow_app(make_app, webhook, tmp_path))
+    assert rem["state"] == "succeeded"
+    assert rem["steps"][0]["result"]["output"] == {
+        "status": 200,
+        "answer": {"ticket": "CHG0042", "approved": True},
+    }
+
+
 def test_flow_schema_rejection_is_permanent(
     make_app: AppFactory, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:

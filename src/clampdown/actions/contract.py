@@ -164,6 +164,13 @@ class ActionContext:
     briefing: Briefing | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def target_driver(self) -> Driver:
+        """The driver of the step's target, for actions whose target types all have one."""
+        if self.driver is None:
+            raise AssertionError(f"target {self.target_name} has no driver")
+        return self.driver
+
 
 class Action:
     """Base class of actions. Subclasses set the metadata and implement `run`."""

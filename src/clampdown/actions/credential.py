@@ -13,7 +13,7 @@ from pydantic import Field
 
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
 from clampdown.secrets import fingerprint
-from clampdown.targets.driver import Credential, Driver
+from clampdown.targets.driver import Credential
 
 
 class SubscriptionParams(Params):
@@ -42,12 +42,6 @@ class RevokeParams(Params):
     token_type_hint: Literal["access_token", "refresh_token"] | None = None
 
 
-def _driver(ctx: ActionContext) -> Driver:
-    if ctx.driver is None:
-        raise AssertionError("credential verbs only run on targets with a driver")
-    return ctx.driver
-
-
 class Suspend(Action):
     name = "credential.suspend"
     summary = "Suspend a subscription (its keys stop working); undo reactivates it."
@@ -66,7 +60,9 @@ class Suspend(Action):
         comment = f"Suspended by Clampdown, remediation {ctx.remediation_id}"
         if params.reason:
             comment += f": {params.reason}"
-        before = await _driver(ctx).suspend(Credential(subscription=params.subscription), comment)
+        before = await ctx.target_driver.suspend(
+            Credential(subscription=params.subscription), comment
+        )
         return ActionResult(
             output={"subscription": params.subscription},
             undo=before,
@@ -78,11 +74,13 @@ class Suspend(Action):
         if (result.undo or {}).get("previous_state") == "suspended":
             return  # suspended before Clampdown came: that is not Clampdown's to lift
         comment = f"Reactivated by Clampdown: undo of remediation {ctx.remediation_id}"
-        await _driver(ctx).reactivate(Credential(subscription=params.subscription), comment)
+        await ctx.target_driver.reactivate(Credential(subscription=params.subscription), comment)
 
     async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
         assert isinstance(params, SubscriptionParams)
-        state = await _driver(ctx).credential_state(Credential(subscription=params.subscription))
+        state = await ctx.target_driver.credential_state(
+            Credential(subscription=params.subscription)
+        )
         return state == "suspended"
 
 
@@ -98,12 +96,14 @@ class Reactivate(Action):
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, SubscriptionParams)
         comment = f"Reactivated by Clampdown, remediation {ctx.remediation_id}"
-        await _driver(ctx).reactivate(Credential(subscription=params.subscription), comment)
+        await ctx.target_driver.reactivate(Credential(subscription=params.subscription), comment)
         return ActionResult(summary=f"subscription {params.subscription} active")
 
     async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
         assert isinstance(params, SubscriptionParams)
-        state = await _driver(ctx).credential_state(Credential(subscription=params.subscription))
+        state = await ctx.target_driver.credential_state(
+            Credential(subscription=params.subscription)
+        )
         return state == "active"
 
 
@@ -122,7 +122,9 @@ class Rotate(Action):
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, RotateParams)
-        await _driver(ctx).rotate(Credential(subscription=params.subscription, which=params.key))
+        await ctx.target_driver.rotate(
+            Credential(subscription=params.subscription, which=params.key)
+        )
         return ActionResult(summary=f"{params.key} key of {params.subscription} regenerated")
 
 
@@ -152,7 +154,7 @@ class Revoke(Action):
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, RevokeParams)
-        await _driver(ctx).revoke(self.credential(params))
+        await ctx.target_driver.revoke(self.credential(params))
         secret = params.token or params.key or ""
         # Results are shown and stored: name the credential by its fingerprint only.
         return ActionResult(
@@ -163,5 +165,5 @@ class Revoke(Action):
     async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
         # "revoked" read back, or "confirmed" where the protocol's answer is the proof
         # (RFC 7009 offers no read-back; its 200 says the token is no longer valid).
-        state = await _driver(ctx).credential_state(self.credential(params))
+        state = await ctx.target_driver.credential_state(self.credential(params))
         return state in {"revoked", "confirmed"}

@@ -12,7 +12,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Params
-from clampdown.targets.driver import Driver, Principal
+from clampdown.targets.driver import Principal
 
 
 class UserParams(Params):
@@ -53,12 +53,6 @@ class UsersParams(Params):
     )
 
 
-def _driver(ctx: ActionContext) -> Driver:
-    if ctx.driver is None:
-        raise AssertionError("identity verbs only run on targets with a driver")
-    return ctx.driver
-
-
 def _describe(principal: Principal) -> str:
     kind = "service principal" if principal.kind == "service_principal" else "user"
     return f"{kind} {principal.id}"
@@ -77,7 +71,7 @@ class RevokeSessions(Action):
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, UserParams)
-        await _driver(ctx).revoke_sessions(params.user)
+        await ctx.target_driver.revoke_sessions(params.user)
         return ActionResult(
             output={"user": params.user}, summary=f"sign-in sessions of {params.user} revoked"
         )
@@ -99,7 +93,7 @@ class Disable(Action):
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, DisableParams)
         principal = params.principal()
-        was_enabled = await _driver(ctx).set_enabled(principal, False)
+        was_enabled = await ctx.target_driver.set_enabled(principal, False)
         what = _describe(principal)
         return ActionResult(
             output={"principal": principal.id, "kind": principal.kind, "was_enabled": was_enabled},
@@ -111,11 +105,11 @@ class Disable(Action):
         assert isinstance(params, DisableParams)
         if (result.undo or {}).get("was_enabled") is not True:
             return  # disabled before Clampdown came: not Clampdown's to enable
-        await _driver(ctx).set_enabled(params.principal(), True)
+        await ctx.target_driver.set_enabled(params.principal(), True)
 
     async def verify(self, params: Params, result: ActionResult, ctx: ActionContext) -> bool:
         assert isinstance(params, DisableParams)
-        return not await _driver(ctx).account_enabled(params.principal())
+        return not await ctx.target_driver.account_enabled(params.principal())
 
 
 class ConfirmCompromised(Action):
@@ -131,7 +125,7 @@ class ConfirmCompromised(Action):
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, UsersParams)
-        await _driver(ctx).confirm_compromised(list(params.users))
+        await ctx.target_driver.confirm_compromised(list(params.users))
         count = len(params.users)
         return ActionResult(
             output={"users": list(params.users)},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import Field
 
 from clampdown.actions.contract import (
@@ -16,6 +17,7 @@ from clampdown.actions.contract import (
 )
 from clampdown.actions.http import check_status
 from clampdown.messages.model import Message, compose
+from clampdown.model import JSON
 from clampdown.targets.settings import WebhookTarget
 
 
@@ -33,7 +35,7 @@ class FlowParams(Params):
     body: dict[str, Any] = Field(default_factory=dict)
 
 
-async def _post(ctx: ActionContext, body: dict[str, Any]) -> int:
+async def _post(ctx: ActionContext, body: dict[str, Any]) -> tuple[int, bytes]:
     target = ctx.target
     assert isinstance(target, WebhookTarget)  # flow targets are webhooks too
     url = target.resolve_url()
@@ -46,7 +48,7 @@ async def _post(ctx: ActionContext, body: dict[str, Any]) -> int:
         url, body, headers=headers, timeout=ctx.target.timeout
     )
     check_status(ctx.target_name, status, resp_headers, resp_body)
-    return status
+    return status, resp_body
 
 
 class NotifySend(Action):
@@ -83,7 +85,7 @@ class NotifySend(Action):
             "remediation_id": ctx.remediation_id,
             "step": ctx.step_id,
         }
-        status = await _post(ctx, body)
+        status, _ = await _post(ctx, body)
         return ActionResult(output={"status": status}, summary=f"delivered ({status})")
 
     async def close(
@@ -114,5 +116,18 @@ class FlowTrigger(Action):
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, FlowParams)
-        status = await _post(ctx, params.body)
-        return ActionResult(output={"status": status}, summary=f"flow accepted ({status})")
+        status, answer = await _post(ctx, params.body)
+        # A flow with a Response action answers what it likes; later steps may read it.
+        output: dict[str, JSON] = {"status": status, "answer": _answer(answer)}
+        return ActionResult(output=output, summary=f"flow answered {status}")
+
+
+def _answer(body: bytes) -> JSON:
+    """The flow's answer: JSON when it is JSON, else text (at most 10,000 characters)."""
+    if not body:
+        return None
+    try:
+        value: JSON = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:10_000].decode("utf-8", "replace")
+    return value if len(body) <= 100_000 else None

@@ -21,7 +21,7 @@ from clampdown.actions.contract import (
     Params,
 )
 from clampdown.messages.model import compose
-from clampdown.targets.driver import Driver, Ticket, TicketRef
+from clampdown.targets.driver import Ticket, TicketRef
 
 TARGET_TYPES = ("servicenow", "jira")
 _TICKET = "the ticket_id a ticket.create step output (a number or key works too)"
@@ -54,12 +54,6 @@ class ResolveParams(Params):
     text: str = Field(
         default="", max_length=20_000, description="the resolution (empty: what was done)"
     )
-
-
-def _driver(ctx: ActionContext) -> Driver:
-    if ctx.driver is None:
-        raise AssertionError("ticket verbs only run on targets with a driver")
-    return ctx.driver
 
 
 def _briefing(ctx: ActionContext) -> Briefing:
@@ -117,7 +111,7 @@ class TicketCreate(Action):
         assert isinstance(params, CreateParams)
         message = compose(params.title, params.text, _briefing(ctx))
         ticket = Ticket(params.title, message, correlation(params, ctx), params.urgency)
-        ref = await _driver(ctx).open_ticket(ticket)
+        ref = await ctx.target_driver.open_ticket(ticket)
         return ActionResult(
             output={
                 "ticket_id": ref.id,
@@ -138,7 +132,7 @@ class TicketCreate(Action):
             url=str(output.get("url") or ""),
             reused=bool(output.get("reused")),
         )
-        await _driver(ctx).resolve_ticket(ref, ending(closing))
+        await ctx.target_driver.resolve_ticket(ref, ending(closing))
 
 
 class TicketUpdate(Action):
@@ -154,7 +148,7 @@ class TicketUpdate(Action):
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, NoteParams)
-        await _driver(ctx).update_ticket(_ref(params.ticket), params.text)
+        await ctx.target_driver.update_ticket(_ref(params.ticket), params.text)
         return ActionResult(
             output={"ticket_id": params.ticket}, summary=f"noted on {params.ticket}"
         )
@@ -179,7 +173,7 @@ class TicketResolve(Action):
             [f"Resolved by Clampdown remediation {briefing.remediation_id}."]
             + [f"- {item}" for item in briefing.done]
         )
-        await _driver(ctx).resolve_ticket(_ref(params.ticket), text)
+        await ctx.target_driver.resolve_ticket(_ref(params.ticket), text)
         return ActionResult(
             output={"ticket_id": params.ticket}, summary=f"resolved {params.ticket}"
         )
