@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clampdown.durations import parse_duration
 from clampdown.errors import ConfigError
 from clampdown.links import LinksConfig
 from clampdown.secrets import SecretRef
@@ -78,6 +80,51 @@ class LimitsConfig(_Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
+class ProtectedConfig(_Strict):
+    """Assets no playbook may contain, whatever it says."""
+
+    ips: list[str] = Field(default_factory=list, description="addresses and CIDR ranges")
+    apis: list[str] = Field(
+        default_factory=list, description="API ids or scopes, globs allowed ('payments*')"
+    )
+    identities: list[str] = Field(
+        default_factory=list,
+        description="users, clients, subscriptions, keys, service principals (exact, any case)",
+    )
+
+    @model_validator(mode="after")
+    def _valid_networks(self) -> ProtectedConfig:
+        for value in self.ips:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"protected.ips: {value!r} is not an address or range") from exc
+        return self
+
+
+class BudgetConfig(_Strict):
+    """How many containments automation may make in a window before a person must approve."""
+
+    window: str = Field(default="10m", description="a duration such as 10m or 1h")
+    per_target: int | None = Field(default=50, ge=1, description="containments per target")
+    per_playbook: int | None = Field(default=None, ge=1, description="containments per playbook")
+
+    @model_validator(mode="after")
+    def _valid_window(self) -> BudgetConfig:
+        parse_duration(self.window)
+        return self
+
+
+class SafetyConfig(_Strict):
+    """Safety rails the engine enforces for every playbook."""
+
+    protected: ProtectedConfig = Field(default_factory=ProtectedConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    announce: str | None = Field(
+        default=None, description="a target to tell when automatic containment pauses"
+    )
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -89,8 +136,9 @@ class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     links: LinksConfig | None = Field(
-        default=None, description="signed approve / reject / undo links in messages"
+        default=None, description="signed approve / reject links in messages"
     )
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
 
     # Validators run in this order: the built-in target exists before the lease is checked.
     @model_validator(mode="after")
@@ -109,6 +157,13 @@ class Config(_Strict):
                 f"target timeout ({slowest:g}) by at least 5 s, or a running call could be "
                 "taken up again by another worker"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _announce_target_exists(self) -> Config:
+        announce = self.safety.announce
+        if announce is not None and announce not in self.targets:
+            raise ValueError(f"safety.announce names no configured target: {announce!r}")
         return self
 
     def effective_database_url(self, override: str | None = None) -> str:

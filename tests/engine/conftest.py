@@ -29,6 +29,7 @@ def make_app(tmp_path: Path, database_url: str) -> Iterator[AppFactory]:
         webhook: WebhookReceiver | None = None,
         targets: dict[str, Any] | None = None,
         links: dict[str, Any] | None = None,
+        safety: dict[str, Any] | None = None,
         **engine: Any,
     ) -> Clampdown:
         folder = tmp_path / f"playbooks{len(opened)}"
@@ -44,6 +45,7 @@ def make_app(tmp_path: Path, database_url: str) -> Iterator[AppFactory]:
             targets=targets,
             engine={"backoff_initial": 0.01, "backoff_max": 0.05, "poll_interval": 0.05, **engine},
             **({"links": links} if links else {}),
+            **({"safety": safety} if safety else {}),
         )
         app = Clampdown.open(config, database_url=database_url)
         opened.append(app)

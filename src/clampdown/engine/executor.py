@@ -26,12 +26,14 @@ from sqlalchemy import Connection
 
 from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
+from clampdown.actions.notify import NotifyParams, NotifySend
 from clampdown.config import Config
 from clampdown.engine import closing, planner
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreTasks
 from clampdown.engine.retry import backoff
+from clampdown.engine.safety import Rails
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
 from clampdown.links import Links
 from clampdown.model import Finding, RemediationState, StepState
@@ -44,6 +46,7 @@ from clampdown.targets.pool import Drivers
 log = structlog.get_logger("clampdown.engine")
 
 ENGINE = "engine"
+SAFETY = "safety"
 _RUNNING = RemediationState.RUNNING.value
 _VERIFYING = RemediationState.VERIFYING.value
 
@@ -90,6 +93,8 @@ class _Run:
     ran_at: datetime | None = None
     """When the last step ended, i.e. when verification began."""
     finding_view: dict[str, Any] | None = field(default=None, repr=False)
+    paused: str | None = None
+    """Why a safety rail made the remediation wait for a person, in this pass."""
 
     def view(self) -> dict[str, Any]:
         """The finding as expressions see it, built once per job."""
@@ -151,6 +156,8 @@ class Executor:
         self.session = session
         self.drivers = Drivers(config.targets, session)
         self.links = Links.from_config(config.links)
+        self.rails = Rails(config.safety)
+        self._quiet_until = 0.0
         self.due = due
         self.lease = timedelta(seconds=config.engine.lease_seconds)
 
@@ -183,6 +190,8 @@ class Executor:
             run, nxt = await self.db.run_async(partial(self._advance, run=run, previous=previous))
         if nxt is _VERIFY:
             await self._verify(run)
+        if run.paused is not None:
+            await self._announce(run, run.paused)
 
     def _advance(
         self, conn: Connection, run: _Run, previous: tuple[_Call, _Outcome] | None
@@ -261,6 +270,25 @@ class Executor:
                 except ValidationError as exc:
                     problem = "parameters: " + _validation_text(exc)
                 else:
+                    expires = bool(step["spec"].get("expires")) or step["expires_at"] is not None
+                    verdict = self.rails.check(
+                        conn,
+                        remediation=run.remediation,
+                        action=action.name,
+                        params=params,
+                        target=params.target,
+                        expires=expires,
+                        now=now,
+                    )
+                    if verdict.skip is not None:
+                        log.warning(
+                            "safety rail", remediation=run.job.remediation_id, why=verdict.skip
+                        )
+                        self._set_step(conn, run, step, StepState.SKIPPED, verdict.skip, now)
+                        continue
+                    if verdict.wait is not None:
+                        self._pause(conn, run, verdict.wait, now)
+                        return None
                     return self._start(conn, run, step, action, params, now)
             self._fail(conn, run, step, problem, now)
             return None
@@ -268,6 +296,44 @@ class Executor:
         # a crash before it leaves the remediation running with no step left: verified again.
         run.ran_at = now
         return _VERIFY
+
+    def _pause(self, conn: Connection, run: _Run, why: str, now: datetime) -> None:
+        """A safety rail holds the remediation: it waits for a person's approval."""
+        self._flush(conn, run)
+        remediations.set_state(
+            conn,
+            run.job.remediation_id,
+            from_state=_RUNNING,
+            to_state=RemediationState.AWAITING_APPROVAL.value,
+            reason=why,
+            actor=SAFETY,
+            now=now,
+        )
+        run.remediation["state"] = RemediationState.AWAITING_APPROVAL.value
+        run.paused = why
+        jobs.finish(conn, run.job.id)
+
+    async def _announce(self, run: _Run, why: str) -> None:
+        """Tell the configured channel that automation paused (once per budget window)."""
+        name = self.config.safety.announce
+        clock = asyncio.get_running_loop().time()
+        if name is None or clock < self._quiet_until:
+            return
+        self._quiet_until = clock + self.rails.window.total_seconds()
+        rid = run.job.remediation_id
+        params = NotifyParams(
+            target=name,
+            title="Automatic containment paused",
+            text=f"{why}. Remediation {rid} ({run.remediation['playbook']}) waits for approval.",
+        )
+        step = {"key": "safety", "action": NotifySend.name, "idempotency_key": f"{rid}-paused"}
+        try:
+            ctx = self.action_context(
+                rid, {**step, "expires_at": None}, params, self._briefing(run)
+            )
+            await NotifySend().run(params, ctx)
+        except (ActionError, ConfigError) as exc:
+            log.error("pause announcement failed", target=name, error=str(exc))
 
     def _idempotent(self, action: Action, target_name: str) -> bool:
         target = self.config.targets.get(target_name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from clampdown.store.tables import (
     HistoryRow,
@@ -281,3 +281,40 @@ def update_step(
     if expect_state is None:
         return bool(conn.execute(_UPDATE_STEP, params).rowcount)
     return bool(conn.execute(_UPDATE_STEP_IF, {**params, "b_state": expect_state}).rowcount)
+
+
+def approved_by_person(conn: Connection, remediation_id: str) -> bool:
+    """True when a person approved the remediation (its history records who)."""
+    stmt = (
+        select(func.count())
+        .select_from(_hist)
+        .where(
+            _hist.c.remediation_id == remediation_id,
+            _hist.c.step_key.is_(None),
+            _hist.c.from_state == "awaiting_approval",
+            _hist.c.to_state == "running",
+        )
+    )
+    return bool(conn.execute(stmt).scalar_one())
+
+
+def containing_since(
+    conn: Connection, since: datetime, actions: frozenset[str]
+) -> list[tuple[str, str]]:
+    """(target, playbook) of each step of `actions` started after `since` that ran or runs.
+
+    Steps, not containments, are counted: a step is marked running in the same transaction
+    that decided to start it, so concurrent remediations see each other's.
+    """
+    stmt = (
+        select(_step.c.params, _rem.c.playbook)
+        .join(_rem, _rem.c.id == _step.c.remediation_id)
+        .where(
+            _step.c.started_at > since,
+            _step.c.action.in_(sorted(actions)),
+            _step.c.state.in_(("running", "succeeded", "undone")),
+        )
+    )
+    return [
+        (str((params or {}).get("target", "")), playbook) for params, playbook in conn.execute(stmt)
+    ]
