@@ -100,6 +100,14 @@ class TaskPort(Protocol):
         ...
 
 
+class MemoPort(Protocol):
+    """Notes a step keeps across its attempts (the state before it acted, say)."""
+
+    async def first(self, name: str, value: JSON) -> JSON:
+        """Keep `value` under `name` unless an earlier attempt kept one; return the kept one."""
+        ...
+
+
 class HttpPort(Protocol):
     """Outbound HTTP limited to the step's configured target."""
 
@@ -162,7 +170,14 @@ class ActionContext:
     http: HttpPort
     driver: Driver | None = None
     briefing: Briefing | None = None
+    memo: MemoPort | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    async def remember(self, name: str, value: JSON) -> JSON:
+        """What the first attempt of this step noted under `name` (this value, on the first)."""
+        if self.memo is None:
+            return value
+        return await self.memo.first(name, value)
 
     @property
     def target_driver(self) -> Driver:

@@ -52,7 +52,7 @@ class Suspend(Action):
     verifiable = True
     example: ClassVar[dict[str, object]] = {
         "target": "apim-prod",
-        "subscription": "${{ finding.subscription }}",
+        "subscription": "${{ finding.credentials[0] }}",
     }
 
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
@@ -60,9 +60,13 @@ class Suspend(Action):
         comment = f"Suspended by Clampdown, remediation {ctx.remediation_id}"
         if params.reason:
             comment += f": {params.reason}"
-        before = await ctx.target_driver.suspend(
-            Credential(subscription=params.subscription), comment
-        )
+        credential = Credential(subscription=params.subscription)
+        driver = ctx.target_driver
+        # Noted before acting, so that a retry after a lost answer still knows the state the
+        # subscription was in before the first attempt suspended it.
+        state = await ctx.remember("previous_state", await driver.credential_state(credential))
+        before = await driver.suspend(credential, comment)
+        before["previous_state"] = state
         return ActionResult(
             output={"subscription": params.subscription},
             undo=before,
@@ -116,7 +120,7 @@ class Rotate(Action):
     idempotent = True
     example: ClassVar[dict[str, object]] = {
         "target": "apim-prod",
-        "subscription": "${{ finding.subscription }}",
+        "subscription": "${{ finding.credentials[0] }}",
         "key": "primary",
     }
 
@@ -138,8 +142,8 @@ class Revoke(Action):
     verifiable = True
     example: ClassVar[dict[str, object]] = {
         "target": "kong-edge",
-        "consumer": "${{ finding.client_id }}",
-        "key": "${{ finding.api_key }}",
+        "consumer": "${{ finding.users[0] }}",
+        "key": "${{ finding.credentials[0] }}",
     }
 
     @staticmethod

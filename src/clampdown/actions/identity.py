@@ -93,7 +93,12 @@ class Disable(Action):
     async def run(self, params: Params, ctx: ActionContext) -> ActionResult:
         assert isinstance(params, DisableParams)
         principal = params.principal()
-        was_enabled = await ctx.target_driver.set_enabled(principal, False)
+        driver = ctx.target_driver
+        # Noted before acting: a retry after a lost answer must not take "already disabled"
+        # (by the first attempt) for the state the account was in.
+        was_enabled = await ctx.remember("was_enabled", await driver.account_enabled(principal))
+        await driver.set_enabled(principal, False)
+        was_enabled = was_enabled is True
         what = _describe(principal)
         return ActionResult(
             output={"principal": principal.id, "kind": principal.kind, "was_enabled": was_enabled},

@@ -7,6 +7,10 @@ after a crash sees what was recorded before it. A step is marked `running` (comm
 its action is called: a step still `running` when its job is taken up again means a call may
 have reached the target, and a non-idempotent action is then failed visibly rather than sent
 twice (at most once).
+
+A failed step ends the remediation unless its `on_failure` says otherwise: `continue` goes on
+with the next step, `undo_previous` undoes the earlier steps one `rollback` job at a time,
+latest first, and the last of those jobs fails the remediation.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from clampdown.config import Config
 from clampdown.engine import closing, planner
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
-from clampdown.engine.ports import StoreContainments, StoreTasks
+from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
 from clampdown.engine.retry import backoff
 from clampdown.engine.safety import Rails
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
@@ -49,6 +53,14 @@ ENGINE = "engine"
 SAFETY = "safety"
 _RUNNING = RemediationState.RUNNING.value
 _VERIFYING = RemediationState.VERIFYING.value
+ROLLBACK = "rollback"
+"""Undo one earlier step after a step with `on_failure: undo_previous` failed."""
+CONTINUE = "continue"
+UNDO_PREVIOUS = "undo_previous"
+_SUCCEEDED = StepState.SUCCEEDED.value
+_FAILED = StepState.FAILED.value
+LEASE_MARGIN = 5.0
+"""Seconds a call must end before its job's lease lapses (config checks the same margin)."""
 
 
 @lru_cache(maxsize=4096)
@@ -173,6 +185,8 @@ class Executor:
                 await self._drive(run)
             elif job.kind == planner.UNDO_STEP:
                 await self._undo_step(job)
+            elif job.kind == ROLLBACK:
+                await self._rollback_step(job)
             elif job.kind == planner.CLOSE:
                 await closing.close(self, job)
             else:
@@ -246,7 +260,11 @@ class Executor:
         state = run.remediation["state"]
         if state == _VERIFYING:
             return _VERIFY
-        if state != _RUNNING or any(s["state"] == StepState.WAITING.value for s in run.steps):
+        if (
+            state != _RUNNING
+            or any(s["state"] == StepState.WAITING.value for s in run.steps)
+            or _rolling_back(run.steps)
+        ):
             jobs.finish(conn, job.id)
             return None
         for step in run.steps:
@@ -258,7 +276,7 @@ class Executor:
                 assert action is not None
                 try:
                     condition = step["spec"].get("if")
-                    ctx = self._context(run)
+                    ctx = self._context(run, step)
                     if condition and not _condition(condition).test(ctx):
                         self._set_step(
                             conn, run, step, StepState.SKIPPED, f"if: {condition} was false", now
@@ -290,8 +308,8 @@ class Executor:
                         self._pause(conn, run, verdict.wait, now)
                         return None
                     return self._start(conn, run, step, action, params, now)
-            self._fail(conn, run, step, problem, now)
-            return None
+            if not self._step_failed(conn, run, step, problem, now):
+                return None
         # Every step ran. The move to verifying is written with the verdict, in one transaction;
         # a crash before it leaves the remediation running with no step left: verified again.
         run.ran_at = now
@@ -353,7 +371,7 @@ class Executor:
     def _briefing(self, run: _Run) -> Briefing:
         return brief(run.remediation, run.steps, run.view(), self.links)
 
-    def _context(self, run: _Run) -> dict[str, Any]:
+    def _context(self, run: _Run, step: dict[str, Any]) -> dict[str, Any]:
         return {
             "finding": run.view(),
             "steps": {
@@ -361,7 +379,20 @@ class Executor:
                 for s in run.steps
             },
             "playbook": {"name": run.remediation["playbook"]},
+            # The values the step read when it was planned, so a rerun sees the same ones.
+            "vars": step["spec"].get("vars") or {},
         }
+
+    def _max_attempts(self, step: dict[str, Any]) -> int:
+        retries = step["spec"].get("retries")
+        return self.config.engine.max_attempts if retries is None else int(retries) + 1
+
+    def _call_timeout(self, step: dict[str, Any], target_timeout: float) -> float:
+        """Seconds one call of `step` may take: its `timeout`, else the target's plus one,
+        never so long that the job's lease could lapse while the call runs."""
+        wanted = step["spec"].get("timeout")
+        limit = float(wanted) if wanted else target_timeout + 1
+        return min(limit, self.lease.total_seconds() - LEASE_MARGIN)
 
     def _start(
         self,
@@ -418,6 +449,8 @@ class Executor:
         if pacer is not None:
             # Wait for the target's turn, but not so long that the lease could lapse first.
             timeout = self.config.targets[call.params.target].timeout
+            if call.step["spec"].get("timeout"):
+                timeout = self._call_timeout(call.step, timeout)
             wait = pacer.reserve(longest=max(0.0, self.lease.total_seconds() - timeout - 3))
             if wait is None:
                 turn = pacer.free_in()
@@ -427,18 +460,20 @@ class Executor:
                     queued=True,
                 )
             await asyncio.sleep(wait)
+        limit = 0.0
         try:
             actx = self.action_context(
                 run.job.remediation_id, call.step, call.params, self._briefing(run)
             )
-            async with asyncio.timeout(actx.target.timeout + 1):
+            limit = self._call_timeout(call.step, actx.target.timeout)
+            async with asyncio.timeout(limit):
                 return _Outcome(result=await call.action.run(call.params, actx))
         except TransientError as exc:
             retry = self._idempotent(call.action, call.params.target) or not exc.maybe_delivered
             return _Outcome(error=_once(str(exc), retry), retry=retry, retry_after=exc.retry_after)
         except TimeoutError:
             retry = self._idempotent(call.action, call.params.target)
-            return _Outcome(error=_once("timed out", retry), retry=retry)
+            return _Outcome(error=_once(f"timed out after {limit:g}s", retry), retry=retry)
         except (ActionError, ConfigError) as exc:
             return _Outcome(error=str(exc))
 
@@ -484,7 +519,7 @@ class Executor:
             jobs.retry_at(conn, run.job.id, now + timedelta(seconds=turn))
             self.due(now + timedelta(seconds=turn))
             return False
-        if outcome.retry and step["attempts"] < self.config.engine.max_attempts:
+        if outcome.retry and step["attempts"] < self._max_attempts(step):
             delay = self.delay(step["attempts"], outcome.retry_after)
             reason = f"{outcome.error}; retry in {delay:.2f}s"
             self._move(conn, run, step, StepState.PENDING, reason, now, error=outcome.error)
@@ -494,8 +529,7 @@ class Executor:
         error = outcome.error
         if outcome.retry:
             error = f"gave up after {step['attempts']} attempts: {error}"
-        self._fail(conn, run, step, error, now)
-        return False
+        return self._step_failed(conn, run, step, error, now)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before attempt `attempt + 1`: backoff with jitter, at least Retry-After."""
@@ -518,30 +552,60 @@ class Executor:
     ) -> None:
         self._move(conn, run, step, state, reason, now, finished_at=now)
 
-    def _fail(
+    def _step_failed(
         self, conn: Connection, run: _Run, step: dict[str, Any], error: str, now: datetime
-    ) -> None:
-        """Fail the step, skip the rest, fail the remediation and end the job."""
+    ) -> bool:
+        """Fail the step and do what its `on_failure` says; True when the job goes on."""
         rid = run.job.remediation_id
-        log.warning("step failed", remediation=rid, step=step["key"], error=error)
+        policy = step["spec"].get("on_failure") or "stop"
+        log.warning("step failed", remediation=rid, step=step["key"], error=error, then=policy)
+        if policy == CONTINUE:
+            reason = f"{error} (on_failure: continue, the next step runs)"
+            self._move(conn, run, step, StepState.FAILED, reason, now, error=error, finished_at=now)
+            return True
         self._move(conn, run, step, StepState.FAILED, error, now, error=error, finished_at=now)
         for other in run.steps:
             if other["state"] == StepState.PENDING.value:
                 self._move(conn, run, other, StepState.SKIPPED, "an earlier step failed", now)
         self._flush(conn, run)
+        undo = _to_undo(run.steps, before=step["position"]) if policy == UNDO_PREVIOUS else None
+        if undo is not None:
+            remediations.record(
+                conn,
+                rid,
+                None,
+                _RUNNING,
+                _RUNNING,
+                reason=f"step {step['key']} failed: {error}; undoing the earlier steps, "
+                "latest first (on_failure: undo_previous)",
+                actor=ENGINE,
+                now=now,
+            )
+            jobs.enqueue(conn, ROLLBACK, rid, undo["key"], due_at=now, now=now)
+            self.due(now)
+        else:
+            reason = f"step {step['key']} failed: {error}"
+            if policy == UNDO_PREVIOUS:
+                reason += "; no earlier step to undo"
+            self._end_failed(conn, rid, reason, run.steps, now)
+        jobs.finish(conn, run.job.id)
+        return False
+
+    def _end_failed(
+        self, conn: Connection, rid: str, reason: str, steps: list[dict[str, Any]], now: datetime
+    ) -> None:
         remediations.set_state(
             conn,
             rid,
             from_state=_RUNNING,
             to_state=RemediationState.FAILED.value,
-            reason=f"step {step['key']} failed: {error}",
+            reason=reason,
             actor=ENGINE,
             now=now,
         )
         closing.enqueue_if_ended(
-            conn, rid, RemediationState.FAILED.value, run.steps, now, self.config.targets
+            conn, rid, RemediationState.FAILED.value, steps, now, self.config.targets
         )
-        jobs.finish(conn, run.job.id)
 
     def action_context(
         self,
@@ -573,6 +637,7 @@ class Executor:
             http=self.drivers.http(params.target),
             driver=self.drivers.get(params.target),
             briefing=briefing,
+            memo=StoreMemos(self.db, key=step["idempotency_key"]),
         )
 
     # -- verify ----------------------------------------------------------------------------
@@ -611,13 +676,22 @@ class Executor:
             and s["expires_at"] > now
             for s in run.steps
         )
-        if problems:
+        # Steps that failed with `on_failure: continue`: the remediation still achieved
+        # something if any other step succeeded, and says which steps it passed over.
+        failed = [s["key"] for s in run.steps if s["state"] == _FAILED]
+        achieved = any(s["state"] in (_SUCCEEDED, StepState.UNDONE.value) for s in run.steps)
+        if failed and not achieved:
+            target = RemediationState.FAILED
+            reason = f"no step succeeded; failed: {', '.join(failed)}"
+        elif problems:
             target, reason = RemediationState.FAILED, "verification failed: " + "; ".join(problems)
         elif undone and not held:
             # The expiry came before the last step finished: nothing is held any more.
             target, reason = RemediationState.EXPIRED, "every temporary containment already expired"
         else:
             target, reason = RemediationState.SUCCEEDED, "verified"
+        if failed and achieved:
+            reason += f"; passed over failed steps: {', '.join(failed)} (on_failure: continue)"
 
         def finish(conn: Connection) -> None:
             rid, now = run.job.remediation_id, _now()
@@ -640,20 +714,24 @@ class Executor:
         step = await self.db.run_async(lambda conn: self._undo_target(conn, job))
         if step is None:
             return
-        action = registry.get(step["action"])
-        params = action.params.model_validate(step["params"])
-        result = ActionResult.model_validate(step["result"])
-        error, retry_after, transient = "", None, False
-        try:
-            ctx = self.action_context(job.remediation_id, step, params)
-            await action.undo(params, result, ctx)
-        except TransientError as exc:
-            error, retry_after, transient = str(exc), exc.retry_after, True
-        except (ActionError, ConfigError) as exc:
-            error = str(exc)
+        error, retry_after, transient = await self._call_undo(job.remediation_id, step)
         await self.db.run_async(
             lambda conn: self._undone(conn, job, step, error, transient, retry_after, _now())
         )
+
+    async def _call_undo(self, rid: str, step: dict[str, Any]) -> tuple[str, float | None, bool]:
+        """Undo a step's effect: (error or "", retry_after, whether the error is transient)."""
+        action = registry.get(step["action"])
+        params = action.params.model_validate(step["params"])
+        result = ActionResult.model_validate(step["result"])
+        try:
+            ctx = self.action_context(rid, step, params)
+            await action.undo(params, result, ctx)
+        except TransientError as exc:
+            return str(exc), exc.retry_after, True
+        except (ActionError, ConfigError) as exc:
+            return str(exc), None, False
+        return "", None, False
 
     @staticmethod
     def _undo_target(conn: Connection, job: Job) -> dict[str, Any] | None:
@@ -737,6 +815,104 @@ class Executor:
             closing.enqueue_if_ended(
                 conn, rid, RemediationState.EXPIRED.value, steps, now, self.config.targets
             )
+
+    # -- rollback after a step with on_failure: undo_previous failed ------------------------
+
+    async def _rollback_step(self, job: Job) -> None:
+        step = await self.db.run_async(lambda conn: self._rollback_target(conn, job, _now()))
+        if step is None:
+            return
+        error, retry_after, transient = await self._call_undo(job.remediation_id, step)
+        await self.db.run_async(
+            lambda conn: self._rolled_back(conn, job, step, error, transient, retry_after, _now())
+        )
+
+    def _rollback_target(self, conn: Connection, job: Job, now: datetime) -> dict[str, Any] | None:
+        step = remediations.get_step(conn, job.remediation_id, job.step_key or "")
+        if step is not None and step["state"] == _SUCCEEDED:
+            return step
+        if step is None:
+            jobs.finish(conn, job.id)
+        elif jobs.hold(conn, job, now + self.lease):
+            # Its expiry undid it first: go on with the step before it.
+            self._next_rollback(conn, job, step["position"], now)
+        return None
+
+    def _rolled_back(
+        self,
+        conn: Connection,
+        job: Job,
+        step: dict[str, Any],
+        error: str,
+        transient: bool,
+        retry_after: float | None,
+        now: datetime,
+    ) -> None:
+        rid, key = job.remediation_id, step["key"]
+        if not jobs.hold(conn, job, now + self.lease):
+            return
+        if error and transient and job.attempts + 1 < self._max_attempts(step):
+            delay = self.delay(job.attempts + 1, retry_after)
+            reason = f"rollback: {error}; retry in {delay:.2f}s"
+            remediations.record(
+                conn, rid, key, _SUCCEEDED, _SUCCEEDED, reason=reason, actor=ENGINE, now=now
+            )
+            jobs.retry_at(conn, job.id, now + timedelta(seconds=delay), attempt=True)
+            self.due(now + timedelta(seconds=delay))
+            return
+        if error:
+            log.error("rollback undo failed", remediation=rid, step=key, error=error)
+            remediations.update_step(conn, rid, key, error=f"rollback undo failed: {error}")
+            state = _SUCCEEDED
+            reason = f"rollback undo failed; still in force, check the target: {error}"
+        else:
+            remediations.update_step(conn, rid, key, state=StepState.UNDONE.value)
+            state, reason = StepState.UNDONE.value, "rolled back: a later step failed"
+        remediations.record(conn, rid, key, _SUCCEEDED, state, reason=reason, actor=ENGINE, now=now)
+        self._next_rollback(conn, job, step["position"], now)
+
+    def _next_rollback(self, conn: Connection, job: Job, position: int, now: datetime) -> None:
+        """Undo the step before `position`, or end the remediation when none is left."""
+        rid = job.remediation_id
+        jobs.finish(conn, job.id)
+        steps = remediations.steps(conn, rid)
+        undo = _to_undo(steps, before=position)
+        if undo is not None:
+            jobs.enqueue(conn, ROLLBACK, rid, undo["key"], due_at=now, now=now)
+            self.due(now)
+            return
+        failed = next(s for s in reversed(steps) if _rolls_back(s))
+        earlier = [s for s in steps if s["position"] < failed["position"]]
+        undone = [s["key"] for s in reversed(earlier) if s["state"] == StepState.UNDONE.value]
+        kept = [s["key"] for s in earlier if s["state"] == _SUCCEEDED and _reversible(s)]
+        reason = f"step {failed['key']} failed: {failed['error']}"
+        if undone:
+            reason += f"; undone: {', '.join(undone)}"
+        if kept:
+            reason += f"; could not undo {', '.join(kept)}: still in force, check the target"
+        self._end_failed(conn, rid, reason, steps, now)
+
+
+def _reversible(step: dict[str, Any]) -> bool:
+    action = registry.CATALOG.get(step["action"])
+    return action is not None and action.reversible
+
+
+def _rolls_back(step: dict[str, Any]) -> bool:
+    return bool(step["state"] == _FAILED and step["spec"].get("on_failure") == UNDO_PREVIOUS)
+
+
+def _rolling_back(steps: list[dict[str, Any]]) -> bool:
+    """True while the earlier steps of a failed `undo_previous` step are being undone."""
+    return any(_rolls_back(s) for s in steps)
+
+
+def _to_undo(steps: list[dict[str, Any]], *, before: int) -> dict[str, Any] | None:
+    """The latest step before position `before` whose effect is in force and can be undone."""
+    earlier = [
+        s for s in steps if s["position"] < before and s["state"] == _SUCCEEDED and _reversible(s)
+    ]
+    return max(earlier, key=lambda s: s["position"], default=None)
 
 
 def _task_already_done(conn: Connection, result: ActionResult) -> bool:

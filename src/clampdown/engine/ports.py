@@ -11,7 +11,8 @@ from sqlalchemy import Connection
 
 from clampdown.actions.contract import ContainmentSpec, TaskSpec
 from clampdown.engine.decisions import DecisionCache
-from clampdown.store import containments, tasks
+from clampdown.model import JSON
+from clampdown.store import containments, memos, tasks
 from clampdown.store.db import Database
 
 T = TypeVar("T")
@@ -162,3 +163,18 @@ class StoreTasks:
             return tid
 
         return await self._db.run_async(create)
+
+
+class StoreMemos:
+    """MemoPort over the database, for one step (by its idempotency key)."""
+
+    def __init__(self, db: Database, *, key: str) -> None:
+        self._db = db
+        self._key = key
+
+    async def first(self, name: str, value: JSON) -> JSON:
+        now = datetime.now(UTC)
+        kept: JSON = await self._db.run_async(
+            lambda conn: memos.first(conn, self._key, name, value, now=now)
+        )
+        return kept

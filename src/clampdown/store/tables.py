@@ -200,6 +200,16 @@ class ContainmentEventRow(Base):
     at: Mapped[datetime]
 
 
+class MemoRow(Base):
+    """What an action noted before taking effect, kept per step across its attempts."""
+
+    __tablename__ = "step_memos"
+    idempotency_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
 class TaskRow(Base):
     """A guided remediation task a person completes."""
 
