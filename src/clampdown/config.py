@@ -106,7 +106,9 @@ class BudgetConfig(_Strict):
     """How many containments automation may make in a window before a person must approve."""
 
     window: str = Field(default="10m", description="a duration such as 10m or 1h")
-    per_target: int | None = Field(default=50, ge=1, description="containments per target")
+    per_target: int | None = Field(
+        default=None, ge=1, description="containments per target (none: no limit)"
+    )
     per_playbook: int | None = Field(default=None, ge=1, description="containments per playbook")
 
     @model_validator(mode="after")

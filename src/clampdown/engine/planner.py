@@ -143,12 +143,7 @@ def _create(
 
 
 def _step_row(rid: str, position: int, step: Any, ctx: dict[str, Any], dry: bool) -> dict[str, Any]:
-    spec = {
-        "uses": step.uses,
-        "with": dict(step.with_),
-        "if": step.if_.source if step.if_ is not None else None,
-        "expires": step.expires.total_seconds() if step.expires else None,
-    }
+    spec = step.as_spec()
     row: dict[str, Any] = {
         "remediation_id": rid,
         "key": step.id,

@@ -127,14 +127,16 @@ class Rails:
             return Verdict(skip=f"refused by a safety rail: {hit}")
         if action not in CONTAINMENT_ACTIONS:
             return Verdict()
-        approved = remediation["mode"] == Mode.APPROVAL.value or remediations.approved_by_person(
+        budget = self.config.budget
+        if expires and budget.per_target is None and budget.per_playbook is None:
+            return Verdict()  # the common case decides without reading anything
+        if remediation["mode"] == Mode.APPROVAL.value or remediations.approved_by_person(
             conn, remediation["id"]
-        )
-        if not expires and not approved:
-            return Verdict(wait="a containment without expiry needs a person's approval")
-        if approved:
+        ):
             return Verdict()
-        over = over_budget(conn, self.config.budget, self.window, target, remediation, now)
+        if not expires:
+            return Verdict(wait="a containment without expiry needs a person's approval")
+        over = over_budget(conn, budget, self.window, target, remediation, now)
         return Verdict(wait=over) if over else Verdict()
 
 

@@ -6,21 +6,23 @@ taken from a finding) are returned or concatenated as data and never parsed agai
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import cel
 
 from clampdown.errors import ExpressionError
 
-VARIABLES = frozenset({"finding", "steps", "playbook"})
-"""Every variable an expression may use; `when` and `group.by` see only finding and playbook."""
+VARIABLES = frozenset({"finding", "steps", "playbook", "vars"})
+"""Every variable an expression may use; `when` and `group.by` do not see `steps`."""
 
-MATCH_VARIABLES = frozenset({"finding", "playbook"})
+MATCH_VARIABLES = frozenset({"finding", "playbook", "vars"})
 
 Path = tuple[str | int, ...]
 
@@ -30,9 +32,15 @@ _CLOSE = "}}"
 _MACRO_BINDING = re.compile(
     r"\b(?:all|exists|exists_one|map|filter|bind)\s*\(\s*([A-Za-z_]\w*)\s*,"
 )
-_FINDING = re.compile(r"(?<![\w.])finding\b")
+_FIELDED = {"finding": re.compile(r"(?<![\w.])finding\b"), "vars": re.compile(r"(?<![\w.])vars\b")}
 _FIELD_ACCESS = re.compile(r"\s*\.\s*([A-Za-z_]\w*)")
 _CEL_LOCATION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+# Scanned left to right: string literals are consumed whole, so no text inside one counts.
+_STEP_REFERENCE = re.compile(
+    r"""(?<![\w.])steps\s*\.\s*([A-Za-z_]\w*)"""
+    r"""|(?<![\w.])steps\s*\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\]"""
+    r"""|"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'"""
+)
 
 
 class ExpressionCompileError(ExpressionError):
@@ -70,9 +78,64 @@ class ExpressionEvaluationError(ExpressionError):
         super().__init__(f"{prefix}expression {source!r}: {reason}")
 
 
+# Helper functions ----------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs)
+    except ValueError as exc:
+        raise ValueError(f"not an IP range: {exc}") from None
+
+
+def ip_in(ip: object, cidrs: object) -> bool:
+    """True when `ip` lies in one of `cidrs` (a range or a list of ranges, IPv4 or IPv6).
+
+    A value that is not an IP address is in no range; a range that does not parse is an
+    error, so that a typo in a list of trusted ranges never passes unnoticed.
+    """
+    ranges = (cidrs,) if isinstance(cidrs, str) else cidrs
+    if not isinstance(ranges, list | tuple):
+        raise ValueError("ip_in: the second argument must be a range or a list of ranges")
+    try:
+        # The same IP meets the same list again and again: remember the answers.
+        return _ip_in(ip if isinstance(ip, str) else "", tuple(ranges))
+    except TypeError:
+        raise ValueError("ip_in: the second argument must be a range or a list of ranges") from None
+
+
+@lru_cache(maxsize=4096)
+def _ip_in(ip: str, ranges: tuple[str, ...]) -> bool:
+    if not all(isinstance(c, str) for c in ranges):
+        raise TypeError("not a range")
+    networks = _networks(ranges)
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+FUNCTIONS: Mapping[str, Callable[..., Any]] = {"ip_in": ip_in}
+"""Functions Clampdown adds to CEL, bound only into contexts of expressions that call them."""
+
+
+def check_ranges(values: object) -> str:
+    """Why `values` cannot be the ranges of `ip_in`, or "" when they can."""
+    ranges = (values,) if isinstance(values, str) else values
+    if not isinstance(ranges, list) or not all(isinstance(c, str) for c in ranges):
+        return "must be a range or a list of ranges"
+    try:
+        _networks(tuple(ranges))
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class Needs:
-    """What an expression reads: which variables, and which fields of `finding`.
+    """What an expression reads: which variables, which of their fields, which functions.
 
     Converting Python values into CEL values is the costly part of an evaluation (tens of
     microseconds for a whole finding), so contexts are trimmed to what is actually read.
@@ -81,14 +144,18 @@ class Needs:
     variables: frozenset[str] = frozenset()
     finding_fields: frozenset[str] | None = frozenset()
     """None means the expression uses `finding` as a whole."""
+    var_names: frozenset[str] | None = frozenset()
+    """The `vars.<name>` read; None means `vars` as a whole."""
+    functions: frozenset[str] = frozenset()
+    """The helper functions (`FUNCTIONS`) called."""
 
     def __or__(self, other: Needs) -> Needs:
-        fields = (
-            None
-            if self.finding_fields is None or other.finding_fields is None
-            else self.finding_fields | other.finding_fields
+        return Needs(
+            self.variables | other.variables,
+            _union(self.finding_fields, other.finding_fields),
+            _union(self.var_names, other.var_names),
+            self.functions | other.functions,
         )
-        return Needs(self.variables | other.variables, fields)
 
     def bind(self, values: Mapping[str, Any]) -> cel.Context:
         """A CEL context holding only the needed parts of `values`."""
@@ -97,22 +164,49 @@ class Needs:
             if name not in values:
                 continue
             value = values[name]
-            if name == "finding" and self.finding_fields is not None and isinstance(value, Mapping):
-                value = {k: value[k] for k in self.finding_fields if k in value}
+            if isinstance(value, Mapping):
+                value = self.trim(name, value)
             context.add_variable(name, value)
+        for function in self.functions:
+            context.add_function(function, FUNCTIONS[function])
         return context
 
+    def trim(self, name: str, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`finding` or `vars` reduced to the fields read (other variables as they are)."""
+        fields = {"finding": self.finding_fields, "vars": self.var_names}.get(name)
+        if fields is None:
+            return value
+        return {k: value[k] for k in fields if k in value}
 
-def _needs_of(source: str, variables: Collection[str]) -> Needs:
-    if "finding" not in variables:
-        return Needs(frozenset(variables), frozenset())
+
+def _union(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    return None if a is None or b is None else a | b
+
+
+def _fields_read(source: str, name: str) -> frozenset[str] | None:
+    """The fields of variable `name` read as `name.field`; None when it is used otherwise."""
     fields: set[str] = set()
-    for use in _FINDING.finditer(source):
+    for use in _FIELDED[name].finditer(source):
         access = _FIELD_ACCESS.match(source, use.end())
         if access is None:
-            return Needs(frozenset(variables), None)
+            return None
         fields.add(access.group(1))
-    return Needs(frozenset(variables), frozenset(fields))
+    return frozenset(fields)
+
+
+def _needs_of(source: str, variables: Collection[str], functions: Collection[str]) -> Needs:
+    return Needs(
+        frozenset(variables),
+        _fields_read(source, "finding") if "finding" in variables else frozenset(),
+        _fields_read(source, "vars") if "vars" in variables else frozenset(),
+        frozenset(functions) & FUNCTIONS.keys(),
+    )
+
+
+def step_references(source: str) -> list[str]:
+    """The step ids an expression or template reads as `steps.<id>` or `steps["<id>"]`."""
+    found = (next(filter(None, groups), "") for groups in _STEP_REFERENCE.findall(source))
+    return list(dict.fromkeys(name for name in found if name))
 
 
 def _describe_failure(exc: Exception) -> str:
@@ -151,7 +245,7 @@ class Expression:
             raise ExpressionCompileError(
                 source, f"unknown variable {unknown[0]!r} (available: {known})"
             )
-        self.needs = _needs_of(source, names)
+        self.needs = _needs_of(source, names, references["functions"])
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -373,6 +467,18 @@ def needs_of_value(compiled: Any) -> Needs:
         for item in compiled:
             needs |= needs_of_value(item)
     return needs
+
+
+def templates_in(compiled: Any, path: Path = ()) -> Iterator[tuple[Path, Template]]:
+    """Every template inside a compiled value, with its path."""
+    if isinstance(compiled, Template):
+        yield path, compiled
+    elif isinstance(compiled, Mapping):
+        for key, item in compiled.items():
+            yield from templates_in(item, (*path, key))
+    elif isinstance(compiled, list):
+        for index, item in enumerate(compiled):
+            yield from templates_in(item, (*path, index))
 
 
 def relocate_value(compiled: Any, where: str) -> Any:

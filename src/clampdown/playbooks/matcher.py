@@ -3,14 +3,18 @@
 Exact type names are looked up in a dict; glob patterns are indexed by their literal prefix;
 the result for a type is cached. Cheap conditions (kind, severity, source) are checked before
 any CEL `when`, and the finding is converted for CEL at most once per call.
+
+Priorities: every matching playbook runs, highest priority first, unless an `exclusive` one
+matches: then the playbooks of lower priority do not run (those of the same priority do).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import cel
 import structlog
@@ -74,13 +78,25 @@ class MatchResult:
 
     playbooks: list[Playbook]
     errors: list[tuple[Playbook, ExpressionError]]
+    exclusive: list[Playbook] = field(default_factory=list)
+    """The exclusive playbooks that matched and kept those of lower priority from running."""
+
+
+def select(matched: Sequence[Playbook]) -> list[Playbook]:
+    """The playbooks to run among those matched (best first): an exclusive playbook keeps
+    every playbook of lower priority from running; those of its own priority still run."""
+    floor = next((p.priority for p in matched if p.exclusive), None)
+    if floor is None:
+        return list(matched)
+    return [p for p in matched if p.priority >= floor]
 
 
 class Matcher:
     """Finds the playbooks for a finding, ordered by priority (highest first) then name.
 
-    A `when` that fails to evaluate counts as no match; `evaluate` returns those failures and
-    `match` logs them as warnings.
+    An exclusive playbook that matches keeps those of lower priority out (see `select`); they
+    are not even evaluated. A `when` that fails to evaluate counts as no match; `evaluate`
+    returns those failures and `match` logs them as warnings.
     """
 
     def __init__(self, playbooks: Iterable[Playbook]) -> None:
@@ -106,7 +122,7 @@ class Matcher:
         return self._count
 
     def match(self, finding: Finding) -> list[Playbook]:
-        """The playbooks that apply to `finding`, best first."""
+        """The playbooks to run for `finding`, best first."""
         result = self.evaluate(finding)
         for playbook, error in result.errors:
             logger.warning("`when` failed, not matched", playbook=playbook.name, error=str(error))
@@ -119,8 +135,12 @@ class Matcher:
         severity = 1 << finding.severity.rank
         matched: list[Playbook] = []
         errors: list[tuple[Playbook, ExpressionError]] = []
+        exclusive: list[Playbook] = []
         context: cel.Context | None = None
+        bound_vars: Mapping[str, Any] | None = None
         for entry in candidates.entries:
+            if exclusive and entry.playbook.priority < exclusive[0].priority:
+                break
             if entry.kinds is not None and kind not in entry.kinds:
                 continue
             if not entry.severities & severity:
@@ -130,8 +150,13 @@ class Matcher:
             if entry.when is not None:
                 if context is None:
                     context = candidates.needs.bind({"finding": finding.expression_view()})
-                if "playbook" in entry.when.needs.variables:
+                needs = entry.when.needs.variables
+                if "playbook" in needs:
                     context.add_variable("playbook", {"name": entry.playbook.name})
+                if "vars" in needs and bound_vars is not entry.playbook.variables:
+                    # Playbooks loaded together share one mapping: bound once per call.
+                    bound_vars = entry.playbook.variables
+                    context.add_variable("vars", candidates.needs.trim("vars", bound_vars))
                 try:
                     if not entry.when.test(context):
                         continue
@@ -139,7 +164,9 @@ class Matcher:
                     errors.append((entry.playbook, exc))
                     continue
             matched.append(entry.playbook)
-        return MatchResult(matched, errors)
+            if entry.playbook.exclusive:
+                exclusive.append(entry.playbook)
+        return MatchResult(matched, errors, exclusive)
 
     def _candidates(self, finding_type: str) -> _Candidates:
         cached = self._cache.get(finding_type)

@@ -7,14 +7,24 @@ the offending value so that the loader can point at its line.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from clampdown.durations import parse_duration
 from clampdown.model import Kind, Mode, Severity
@@ -33,6 +43,7 @@ API_VERSION = "clampdown/v1"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 STEP_ID_PATTERN = r"^[a-z0-9_-]+$"
 ACTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_GROUP_BY = "${{ finding.fingerprint }}"
 
 
@@ -57,8 +68,18 @@ def _positive_duration(value: object) -> timedelta:
     return duration
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[timedelta, BeforeValidator(_positive_duration)]
+_DURATION_PATTERN = r"^\s*(\d+|(?=\d)(\d+[wW])?(\d+[dD])?(\d+[hH])?(\d+[mM])?(\d+[sS])?)\s*$"
+_DURATION_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": _DURATION_PATTERN},
+            {"type": "integer", "minimum": 0},
+        ],
+        "description": "30s, 15m, 1h, 1d, 1h30m, or a whole number of seconds",
+    }
+)
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), _DURATION_SCHEMA]
+PositiveDuration = Annotated[timedelta, BeforeValidator(_positive_duration), _DURATION_SCHEMA]
 
 
 # Severity thresholds -------------------------------------------------------------------
@@ -167,9 +188,16 @@ def _template(allowed: frozenset[str]) -> Any:
     return BeforeValidator(validate)
 
 
-MatchCondition = Annotated[Expression, _condition(MATCH_VARIABLES)]
-StepCondition = Annotated[Expression, _condition(VARIABLES)]
-GroupTemplate = Annotated[Template, _template(MATCH_VARIABLES)]
+_CONDITION_SCHEMA = WithJsonSchema(
+    {"type": ["string", "boolean"], "description": "a CEL condition giving true or false"}
+)
+MatchCondition = Annotated[Expression, _condition(MATCH_VARIABLES), _CONDITION_SCHEMA]
+StepCondition = Annotated[Expression, _condition(VARIABLES), _CONDITION_SCHEMA]
+GroupTemplate = Annotated[
+    Template,
+    _template(MATCH_VARIABLES),
+    WithJsonSchema({"type": "string", "description": "text with ${{ expr }} templates"}),
+]
 
 
 class WithBlock:
@@ -206,51 +234,118 @@ def _listify(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[list[str], BeforeValidator(_listify)]
+def _one_or_many(item: dict[str, Any]) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item}]})
+
+
+StrList = Annotated[list[str], BeforeValidator(_listify), _one_or_many({"type": "string"})]
+KindList = Annotated[
+    list[Kind],
+    BeforeValidator(_listify),
+    _one_or_many({"enum": [kind.value for kind in Kind]}),
+]
+Threshold = Annotated[
+    SeverityThreshold,
+    BeforeValidator(_threshold),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\s*(>=|<=|==|>|<)?\s*[A-Za-z]+\s*$",
+            "examples": [">= medium", "high", "== critical"],
+            "description": "'>=', '>', '==', '<=' or '<' and informational (info), low, "
+            "medium, high or critical; a bare severity means '>='",
+        }
+    ),
+]
+With = Annotated[
+    WithBlock,
+    BeforeValidator(_with_block),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"target": {"type": "string", "description": "a configured target"}},
+            "description": "the action's parameters; strings may hold ${{ expr }} templates",
+        }
+    ),
+]
 
 
 # Models --------------------------------------------------------------------------------
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # Attribute docstrings become descriptions in the published JSON Schema.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, use_attribute_docstrings=True
+    )
 
 
 class Metadata(_Strict):
-    """Who the playbook is and who owns it."""
+    """Who the document is and who owns it."""
 
     name: str = Field(pattern=NAME_PATTERN)
+    """Unique name: a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit."""
     owner: str = ""
+    """Who answers for it."""
     description: str = ""
+    """Free text."""
 
 
 class MatchSpec(_Strict):
     """Which findings the playbook handles; every condition given must hold."""
 
     types: StrList = Field(default_factory=lambda: ["*"])
-    kinds: Annotated[list[Kind], BeforeValidator(_listify)] | None = None
+    """Finding types, as shell-style globs (*, ?, [...]), case-sensitive; '*' by default."""
+    kinds: KindList | None = None
+    """alert and/or recommendation; any by default."""
     sources: StrList | None = None
-    severity: Annotated[SeverityThreshold, BeforeValidator(_threshold)] | None = None
+    """Globs on the finding's source (defender, ocsf:*, ...); any by default."""
+    severity: Threshold | None = None
+    """A severity condition such as '>= medium'."""
     when: MatchCondition | None = None
+    """A CEL condition on finding, playbook and vars."""
 
 
 class GroupSpec(_Strict):
     """How findings are folded into one remediation."""
 
     by: GroupTemplate = Field(default_factory=lambda: Template(DEFAULT_GROUP_BY))
-    window: Duration = timedelta(0)
+    """A template giving the group key; the finding's fingerprint by default."""
+    window: Duration = Field(default=timedelta(0), json_schema_extra={"default": 0})
+    """How long after the first finding others with the same key join its remediation."""
+
+
+class OnFailure(StrEnum):
+    """What a failed step does to the rest of the remediation."""
+
+    STOP = "stop"
+    """Fail the remediation and skip the steps after it."""
+    CONTINUE = "continue"
+    """Record the failure and go on with the next step."""
+    UNDO_PREVIOUS = "undo_previous"
+    """Undo the earlier steps that can be undone, latest first, then fail the remediation."""
 
 
 class StepSpec(_Strict):
     """One action call."""
 
     id: str = Field(pattern=STEP_ID_PATTERN)
+    """Unique within the playbook: a-z, 0-9, '_', '-'."""
     uses: str = Field(pattern=ACTION_PATTERN)
-    with_: Annotated[WithBlock, BeforeValidator(_with_block)] = Field(
-        default_factory=lambda: WithBlock({}), alias="with"
-    )
+    """The action, for example gateway.block."""
+    with_: With = Field(default_factory=lambda: WithBlock({}), alias="with")
+    """The action's parameters; strings may hold ${{ expr }} templates."""
     if_: StepCondition | None = Field(default=None, alias="if")
+    """A CEL condition evaluated just before the step runs; false means skipped."""
     expires: PositiveDuration | None = None
+    """After this long the step's effect is undone automatically (reversible actions)."""
+    retries: int | None = Field(default=None, ge=0, le=99, strict=True)
+    """Retries after a transient failure (attempts = retries + 1); engine.max_attempts if unset."""
+    timeout: PositiveDuration | None = None
+    """The longest one call of this step may take, all its requests included."""
+    on_failure: OnFailure = OnFailure.STOP
+    """stop: fail the remediation; continue: go on with the next step; undo_previous: undo
+    the earlier steps, latest first, then fail."""
 
 
 CONTAINMENT_ACTIONS = frozenset({"gateway.block", "gateway.throttle", "gateway.disable_endpoint"})
@@ -261,10 +356,17 @@ class Spec(_Strict):
     """What the playbook matches and does."""
 
     priority: int = Field(default=0, strict=True)
+    """Higher comes first when several playbooks match."""
+    exclusive: bool = Field(default=False, strict=True)
+    """When this playbook matches, playbooks of lower priority do not run for the finding."""
     match: MatchSpec
+    """Which findings; {} matches everything."""
     group: GroupSpec = Field(default_factory=GroupSpec)
+    """How findings fold into one remediation."""
     mode: Mode
+    """automatic, approval, guided or dry_run."""
     steps: list[StepSpec] = Field(min_length=1)
+    """The steps, run in order."""
 
     @model_validator(mode="after")
     def _unique_step_ids(self) -> Spec:
@@ -312,6 +414,78 @@ class PlaybookDocument(_Strict):
     spec: Spec
 
 
+# Variables -----------------------------------------------------------------------------
+
+
+def _plain_value(value: object, path: Path = ()) -> None:
+    """Refuse what is not a string, number, boolean, null, list or map with string keys."""
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SchemaProblem("numbers must be finite", path=path)
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_value(item, (*path, index))
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SchemaProblem(f"map keys must be strings, not {key!r}", path=path)
+            _plain_value(item, (*path, key))
+        return
+    raise SchemaProblem(
+        f"must be a string, number, boolean, list or map, not {type(value).__name__} "
+        "(quote dates and times)",
+        path=path,
+    )
+
+
+class VariablesSpec(_Strict):
+    """Named values every playbook reads as `vars.<name>`."""
+
+    vars: dict[str, Any] = Field(
+        description="Names (letters, digits, '_') to strings, numbers, booleans, lists or maps.",
+        json_schema_extra={
+            "propertyNames": {"pattern": VARIABLE_PATTERN},
+            "additionalProperties": {
+                "type": ["string", "number", "boolean", "array", "object", "null"]
+            },
+        },
+    )
+
+    @field_validator("vars", mode="before")
+    @classmethod
+    def _names_and_values(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping of names to values")
+        for name, item in value.items():
+            if not isinstance(name, str) or not re.match(VARIABLE_PATTERN, name):
+                raise SchemaProblem(
+                    f"{name!r} is not usable as vars.{name}: use letters, digits and '_', "
+                    "not starting with a digit",
+                    path=(str(name),),
+                )
+            try:
+                Expression(f"vars.{name}")
+            except ExpressionCompileError:
+                raise SchemaProblem(
+                    f"{name!r} is a CEL keyword: vars.{name} would not parse", path=(name,)
+                ) from None
+            _plain_value(item, (name,))
+        return value
+
+
+class VariablesDocument(_Strict):
+    """One YAML document of kind Variables."""
+
+    api_version: Literal["clampdown/v1"] = Field(alias="apiVersion")
+    kind: Literal["Variables"]
+    metadata: Metadata
+    spec: VariablesSpec
+
+
 def allowed_keys(model: type[BaseModel]) -> list[str]:
     """The YAML keys a model accepts."""
     return [field.alias or name for name, field in model.model_fields.items()]
@@ -325,4 +499,11 @@ SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("spec", "group"): GroupSpec,
     ("spec", "steps", "*"): StepSpec,
 }
-"""Which model reads which part of the document (list indexes written as "*")."""
+"""Which model reads which part of a Playbook document (list indexes written as "*")."""
+
+VARIABLES_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): VariablesDocument,
+    ("metadata",): Metadata,
+    ("spec",): VariablesSpec,
+}
+"""The same for a Variables document."""
