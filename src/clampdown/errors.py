@@ -55,6 +55,10 @@ class NotFoundError(ClampdownError):
     """The thing asked for does not exist."""
 
 
+class ForbiddenError(ClampdownError):
+    """The caller may not do this (not one of a playbook's approvers, say)."""
+
+
 class ConflictError(ClampdownError):
     """The request does not fit the current state."""
 

@@ -17,14 +17,15 @@ from sqlalchemy import Connection
 from clampdown.actions import registry
 from clampdown.actions.redaction import redacted
 from clampdown.config import Config, TokenConfig
-from clampdown.engine import planner
+from clampdown.engine import approvals, planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
 from clampdown.engine.executor import Adopted
 from clampdown.engine.ports import refresh_decisions
-from clampdown.errors import ConflictError, InputError, NotFoundError
+from clampdown.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from clampdown.links import LinkRequest, Links
 from clampdown.model import JSON, Finding, RemediationState, StepState
 from clampdown.playbooks import Matcher, Playbook, load_default_pack, load_playbooks
+from clampdown.playbooks.schema import ApprovalSpec
 from clampdown.sources import normalize
 from clampdown.store import containments, findings, jobs, remediations, tasks
 from clampdown.store.db import Database
@@ -255,42 +256,33 @@ class Clampdown:
             }
 
     def approve(self, remediation_id: str, *, actor: str, note: str = "") -> dict[str, Any]:
-        """Start a remediation that waits for approval."""
+        """Approve a remediation that waits; it runs once its policy's approvals are in."""
         now = datetime.now(UTC)
         with self.db.write() as conn:
-            self._expect(conn, remediation_id, RemediationState.AWAITING_APPROVAL)
-            remediations.set_state(
-                conn,
-                remediation_id,
-                from_state=RemediationState.AWAITING_APPROVAL.value,
-                to_state=RemediationState.RUNNING.value,
-                reason="approved" + (f": {note}" if note else ""),
-                actor=actor,
-                now=now,
+            rem = remediations.get(conn, remediation_id)
+            policy = self._approval_policy(rem["playbook"]) if rem else None
+            started = approvals.approve(
+                conn, remediation_id, policy, actor=actor, note=note, now=now
             )
-            planner.advance(conn, remediation_id, now)
-        self.on_work()
+        if started:
+            self.on_work()
         return self.get_remediation(remediation_id)
 
     def reject(self, remediation_id: str, *, actor: str, reason: str = "") -> dict[str, Any]:
         """Refuse a remediation that waits for approval; nothing runs."""
         now = datetime.now(UTC)
         with self.db.write() as conn:
-            self._expect(conn, remediation_id, RemediationState.AWAITING_APPROVAL)
-            for step in remediations.steps(conn, remediation_id):
-                remediations.update_step(
-                    conn, remediation_id, step["key"], state=StepState.SKIPPED.value
-                )
-            remediations.set_state(
-                conn,
-                remediation_id,
-                from_state=RemediationState.AWAITING_APPROVAL.value,
-                to_state=RemediationState.REJECTED.value,
-                reason="rejected" + (f": {reason}" if reason else ""),
-                actor=actor,
-                now=now,
-            )
+            rem = remediations.get(conn, remediation_id)
+            if rem is not None and not approvals.allowed(
+                self._approval_policy(rem["playbook"]), actor
+            ):
+                raise ForbiddenError(f"{actor} is not one of the approvers of {remediation_id}")
+            approvals.reject(conn, remediation_id, actor=actor, reason=reason, now=now)
         return self.get_remediation(remediation_id)
+
+    def _approval_policy(self, playbook: str) -> ApprovalSpec | None:
+        found = next((p for p in self.playbooks if p.name == playbook), None)
+        return found.approval if found else None
 
     def read_link(self, token: str) -> tuple[LinkRequest, dict[str, Any]]:
         """What a signed link asks for, and the remediation it names."""

@@ -22,6 +22,7 @@ from clampdown.engine.worker import Worker
 from clampdown.errors import (
     ClampdownError,
     ConflictError,
+    ForbiddenError,
     InputError,
     NormalizationError,
     NotFoundError,
@@ -135,6 +136,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _missing(_: Request, exc: NotFoundError) -> Json:
         return error(404, "not_found", str(exc))
+
+    @app.exception_handler(ForbiddenError)
+    async def _forbidden(_: Request, exc: ForbiddenError) -> Json:
+        return error(403, "forbidden", str(exc))
 
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, exc: ConflictError) -> Json:

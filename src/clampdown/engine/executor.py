@@ -32,7 +32,7 @@ from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
 from clampdown.actions.notify import NotifyParams, NotifySend
 from clampdown.config import Config
-from clampdown.engine import closing, planner
+from clampdown.engine import approvals, closing, planner
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
@@ -189,6 +189,8 @@ class Executor:
                 await self._rollback_step(job)
             elif job.kind == planner.CLOSE:
                 await closing.close(self, job)
+            elif job.kind == planner.APPROVAL_TIMEOUT:
+                await approvals.on_timeout(self, job)
             else:
                 await self.db.run_async(lambda conn: jobs.finish(conn, job.id))
         except Exception:
@@ -339,19 +341,42 @@ class Executor:
             return
         self._quiet_until = clock + self.rails.window.total_seconds()
         rid = run.job.remediation_id
-        params = NotifyParams(
-            target=name,
+        await self.tell(
+            run.remediation,
+            name,
             title="Automatic containment paused",
             text=f"{why}. Remediation {rid} ({run.remediation['playbook']}) waits for approval.",
         )
-        step = {"key": "safety", "action": NotifySend.name, "idempotency_key": f"{rid}-paused"}
+
+    async def tell(
+        self, remediation: dict[str, Any], target: str, *, title: str, text: str
+    ) -> None:
+        """Send people a message about a remediation (with its links) outside its steps."""
+        rid = remediation["id"]
+
+        def load() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            with self.db.read() as conn:
+                got = findings.get(conn, remediation["finding_id"])
+                return remediations.steps(conn, rid), got[0].expression_view() if got else {}
+
+        steps, view = await asyncio.to_thread(load)
+        briefing = brief(remediation, steps, view, self.links)
+        params = NotifyParams(target=target, title=title, text=text)
+        step = {
+            "key": "notice",
+            "action": NotifySend.name,
+            "idempotency_key": f"{rid}-notice-{len(steps)}",
+            "expires_at": None,
+        }
         try:
-            ctx = self.action_context(
-                rid, {**step, "expires_at": None}, params, self._briefing(run)
-            )
-            await NotifySend().run(params, ctx)
+            await NotifySend().run(params, self.action_context(rid, step, params, briefing))
         except (ActionError, ConfigError) as exc:
-            log.error("pause announcement failed", target=name, error=str(exc))
+            log.error("message about a remediation failed", target=target, error=str(exc))
+
+    @staticmethod
+    def now() -> datetime:
+        """The engine's clock."""
+        return _now()
 
     def _idempotent(self, action: Action, target_name: str) -> bool:
         target = self.config.targets.get(target_name)

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from clampdown.errors import ExpressionError
 from clampdown.model import Finding, Mode, RemediationState, StepState
 from clampdown.playbooks import Playbook
+from clampdown.playbooks.schema import ApprovalSpec
 from clampdown.store import jobs, remediations
 from clampdown.store.jobs import Job
 
@@ -22,6 +23,8 @@ UNDO_STEP = "undo_step"
 """Undo one step whose expiry has come."""
 CLOSE = "close"
 """Close what the steps of an ended remediation opened (tickets, pages)."""
+APPROVAL_TIMEOUT = "approval_timeout"
+"""An approval did not come in time; `step_key` holds what to do (see engine.approvals)."""
 
 
 @dataclass(frozen=True)
@@ -136,10 +139,24 @@ def _create(
     step_rows = [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
     remediations.add_steps(conn, step_rows)
     job = None
+    if target is RemediationState.AWAITING_APPROVAL:
+        _schedule_approval_timeout(conn, rid, playbook.approval, now)
     if target is RemediationState.RUNNING and playbook.steps:
         job = jobs.enqueue(conn, RUN, rid, None, due_at=now, now=now, lease=lease)
     rows = (row, step_rows) if job is not None else None
     return Planned(rid, playbook.name, target.value, joined=False, job=job, rows=rows)
+
+
+def _schedule_approval_timeout(
+    conn: Connection, rid: str, policy: ApprovalSpec | None, now: datetime
+) -> None:
+    """Write the job that acts when the approval does not come in time."""
+    if policy is None or policy.timeout is None:
+        return
+    then: str = policy.on_timeout
+    if then == "escalate":
+        then = f"escalate:{int(policy.timeout.total_seconds())}:{policy.escalate_to}"
+    jobs.enqueue(conn, APPROVAL_TIMEOUT, rid, then, due_at=now + policy.timeout, now=now)
 
 
 def _step_row(rid: str, position: int, step: Any, ctx: dict[str, Any], dry: bool) -> dict[str, Any]:

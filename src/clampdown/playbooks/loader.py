@@ -42,6 +42,7 @@ from clampdown.playbooks.expressions import Path as ValuePath
 from clampdown.playbooks.schema import (
     SECTIONS,
     VARIABLES_SECTIONS,
+    ApprovalSpec,
     OnFailure,
     PlaybookDocument,
     SchemaProblem,
@@ -144,6 +145,8 @@ class Playbook:
     locations: Mapping[ValuePath, int] = field(default_factory=dict, repr=False)
     exclusive: bool = False
     """When it matches, playbooks of lower priority do not run for the finding."""
+    approval: ApprovalSpec | None = None
+    """Who approves, how many, and what happens at the timeout (mode approval)."""
     variables: Mapping[str, JSON] = field(default_factory=dict, repr=False)
     """Every `vars.<name>` loaded with the playbook."""
 
@@ -685,6 +688,7 @@ def _compile(document: PlaybookDocument, source: Document, label: str) -> Playbo
         description=document.metadata.description,
         priority=spec.priority,
         exclusive=spec.exclusive,
+        approval=spec.approval,
         mode=spec.mode,
         match=Match(
             types=tuple(match.types),

@@ -352,6 +352,33 @@ CONTAINMENT_ACTIONS = frozenset({"gateway.block", "gateway.throttle", "gateway.d
 """Actions whose effect stays in force until undone."""
 
 
+class ApprovalSpec(_Strict):
+    """Who may approve, how many must, and what happens when nobody does in time."""
+
+    approvers: StrList = Field(default_factory=list)
+    """Token or user names allowed to approve (`alice` or `token:alice`); empty: anyone
+    whose token has the approve scope."""
+    count: int = Field(default=1, ge=1, le=10, strict=True)
+    """Distinct approvals needed."""
+    timeout: PositiveDuration | None = None
+    """How long to wait for the approvals; none: wait forever."""
+    on_timeout: Literal["reject", "approve", "escalate"] = "reject"
+    """What happens at the timeout; `escalate` tells `escalate_to`, waits as long again, then
+    rejects."""
+    escalate_to: str | None = None
+    """A `notify.send` target told when the approval times out (for `escalate`)."""
+
+    @model_validator(mode="after")
+    def _escalation_has_a_channel(self) -> ApprovalSpec:
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise SchemaProblem(
+                "on_timeout: escalate needs escalate_to (a target to tell)", path=("escalate_to",)
+            )
+        if self.on_timeout != "reject" and self.timeout is None:
+            raise SchemaProblem(f"on_timeout: {self.on_timeout} needs a timeout", path=("timeout",))
+        return self
+
+
 class Spec(_Strict):
     """What the playbook matches and does."""
 
@@ -367,6 +394,8 @@ class Spec(_Strict):
     """automatic, approval, guided or dry_run."""
     steps: list[StepSpec] = Field(min_length=1)
     """The steps, run in order."""
+    approval: ApprovalSpec | None = None
+    """The approval policy (mode approval): approvers, how many, and the timeout."""
 
     @model_validator(mode="after")
     def _unique_step_ids(self) -> Spec:
@@ -497,6 +526,7 @@ SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("spec",): Spec,
     ("spec", "match"): MatchSpec,
     ("spec", "group"): GroupSpec,
+    ("spec", "approval"): ApprovalSpec,
     ("spec", "steps", "*"): StepSpec,
 }
 """Which model reads which part of a Playbook document (list indexes written as "*")."""
