@@ -406,6 +406,8 @@ class Executor:
             "playbook": {"name": run.remediation["playbook"]},
             # The values the step read when it was planned, so a rerun sees the same ones.
             "vars": step["spec"].get("vars") or {},
+            # The rung the remediation was planned at (playbooks with a response ladder).
+            "ladder": step["spec"].get("ladder") or {},
         }
 
     def _max_attempts(self, step: dict[str, Any]) -> int:

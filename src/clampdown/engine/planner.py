@@ -13,7 +13,7 @@ from clampdown.errors import ExpressionError
 from clampdown.model import Finding, Mode, RemediationState, StepState
 from clampdown.playbooks import Playbook
 from clampdown.playbooks.schema import ApprovalSpec
-from clampdown.store import jobs, remediations
+from clampdown.store import jobs, ladders, remediations
 from clampdown.store.jobs import Job
 
 SYSTEM = "system"
@@ -100,6 +100,9 @@ def _create(
     lease: tuple[str, datetime] | None,
 ) -> Planned:
     rid = uuid.uuid4().hex
+    ladder = _climb(conn, playbook, ctx, now)
+    if ladder is not None:
+        ctx = {**ctx, "ladder": ladder}
     dry = playbook.mode is Mode.DRY_RUN
     if dry:
         target = RemediationState.DRY_RUN
@@ -129,7 +132,7 @@ def _create(
         [
             (
                 RemediationState.PLANNED.value,
-                f"finding {finding_id} matched playbook {playbook.name}",
+                f"finding {finding_id} matched playbook {playbook.name}" + _rung(ladder),
                 now,
             ),
             (target.value, reason, now),
@@ -137,6 +140,9 @@ def _create(
         actor=SYSTEM,
     )
     step_rows = [_step_row(rid, i, s, ctx, dry) for i, s in enumerate(playbook.steps)]
+    if ladder is not None:
+        for step_row in step_rows:
+            step_row["spec"] = {**step_row["spec"], "ladder": ladder}
     remediations.add_steps(conn, step_rows)
     job = None
     if target is RemediationState.AWAITING_APPROVAL:
@@ -145,6 +151,32 @@ def _create(
         job = jobs.enqueue(conn, RUN, rid, None, due_at=now, now=now, lease=lease)
     rows = (row, step_rows) if job is not None else None
     return Planned(rid, playbook.name, target.value, joined=False, job=job, rows=rows)
+
+
+def _climb(
+    conn: Connection, playbook: Playbook, ctx: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """One more offense on the playbook's ladder; the rung it reached, as `ladder` sees it."""
+    spec = playbook.ladder
+    if spec is None:
+        return None
+    try:
+        key = playbook.ladder_key(ctx["finding"])
+    except ExpressionError:
+        key = ""
+    if not key:
+        # Nobody to keep a history for: the first rung, and nothing recorded.
+        return {"key": "", "level": 0, "rung": spec.rungs[0], "offenses": 1}
+    level, offenses = ladders.climb(
+        conn, playbook.name, key[:500], decay=spec.decay, top=len(spec.rungs) - 1, now=now
+    )
+    return {"key": key, "level": level, "rung": spec.rungs[level], "offenses": offenses}
+
+
+def _rung(ladder: dict[str, Any] | None) -> str:
+    if ladder is None:
+        return ""
+    return f"; ladder rung {ladder['rung']} (offense {ladder['offenses']} of {ladder['key']!r})"
 
 
 def _schedule_approval_timeout(

@@ -19,7 +19,7 @@ import cel
 
 from clampdown.errors import ExpressionError
 
-VARIABLES = frozenset({"finding", "steps", "playbook", "vars"})
+VARIABLES = frozenset({"finding", "steps", "playbook", "vars", "ladder"})
 """Every variable an expression may use; `when` and `group.by` do not see `steps`."""
 
 MATCH_VARIABLES = frozenset({"finding", "playbook", "vars"})

@@ -43,6 +43,7 @@ from clampdown.playbooks.schema import (
     SECTIONS,
     VARIABLES_SECTIONS,
     ApprovalSpec,
+    LadderSpec,
     OnFailure,
     PlaybookDocument,
     SchemaProblem,
@@ -147,6 +148,8 @@ class Playbook:
     """When it matches, playbooks of lower priority do not run for the finding."""
     approval: ApprovalSpec | None = None
     """Who approves, how many, and what happens at the timeout (mode approval)."""
+    ladder: LadderSpec | None = None
+    """The response ladder, when the playbook escalates per identity."""
     variables: Mapping[str, JSON] = field(default_factory=dict, repr=False)
     """Every `vars.<name>` loaded with the playbook."""
 
@@ -182,6 +185,8 @@ class Playbook:
         if self.match.when is not None:
             yield ("spec", "match", "when"), self.match.when
         yield ("spec", "group", "by"), self.group_by
+        if self.ladder is not None:
+            yield ("spec", "ladder", "key"), self.ladder.key
         for index, step in enumerate(self.steps):
             at: ValuePath = ("spec", "steps", index)
             if step.if_ is not None:
@@ -192,6 +197,12 @@ class Playbook:
     def group_key(self, finding: Finding | Mapping[str, JSON]) -> str:
         """The rendered `group.by` for a finding; findings with equal keys are grouped."""
         return to_text(self.group_by.render(self.context(finding)))
+
+    def ladder_key(self, finding: Finding | Mapping[str, JSON]) -> str:
+        """The rendered `ladder.key`: who the finding's offense counts for ("" without one)."""
+        if self.ladder is None:
+            return ""
+        return to_text(self.ladder.key.render(self.context(finding)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,6 +700,7 @@ def _compile(document: PlaybookDocument, source: Document, label: str) -> Playbo
         priority=spec.priority,
         exclusive=spec.exclusive,
         approval=spec.approval,
+        ladder=spec.ladder,
         mode=spec.mode,
         match=Match(
             types=tuple(match.types),

@@ -352,6 +352,17 @@ CONTAINMENT_ACTIONS = frozenset({"gateway.block", "gateway.throttle", "gateway.d
 """Actions whose effect stays in force until undone."""
 
 
+class LadderSpec(_Strict):
+    """A response ladder: repeat offenders climb to stronger rungs; quiet ones start over."""
+
+    key: GroupTemplate
+    """Who the history is kept for, e.g. "${{ finding.ip }}"."""
+    decay: PositiveDuration
+    """Without a new remediation for this long, the next one starts at the first rung."""
+    rungs: list[Annotated[str, Field(pattern=STEP_ID_PATTERN)]] = Field(min_length=1)
+    """Rung names, weakest first; steps pick theirs with `if: ladder.rung == "..."`."""
+
+
 class ApprovalSpec(_Strict):
     """Who may approve, how many must, and what happens when nobody does in time."""
 
@@ -396,6 +407,8 @@ class Spec(_Strict):
     """The steps, run in order."""
     approval: ApprovalSpec | None = None
     """The approval policy (mode approval): approvers, how many, and the timeout."""
+    ladder: LadderSpec | None = None
+    """Escalation per identity over repeated remediations (see `ladder` in expressions)."""
 
     @model_validator(mode="after")
     def _unique_step_ids(self) -> Spec:
@@ -527,6 +540,7 @@ SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("spec", "match"): MatchSpec,
     ("spec", "group"): GroupSpec,
     ("spec", "approval"): ApprovalSpec,
+    ("spec", "ladder"): LadderSpec,
     ("spec", "steps", "*"): StepSpec,
 }
 """Which model reads which part of a Playbook document (list indexes written as "*")."""

@@ -200,6 +200,17 @@ class ContainmentEventRow(Base):
     at: Mapped[datetime]
 
 
+class LadderRow(Base):
+    """How far up a playbook's response ladder one identity (IP, key, user...) has climbed."""
+
+    __tablename__ = "ladders"
+    playbook: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer)
+    offenses: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime]
+
+
 class MemoRow(Base):
     """What an action noted before taking effect, kept per step across its attempts."""
 
