@@ -16,6 +16,7 @@ import typer
 from clampdown import logs
 from clampdown.cli import output
 from clampdown.cli.output import errors_to_exit, fail, listing, print_json
+from clampdown.cli.playbooks import playbooks_app
 from clampdown.cli.targets import targets_app
 from clampdown.config import Config, load_config
 from clampdown.services import Clampdown, parse_json
@@ -32,7 +33,6 @@ remediations_app = typer.Typer(
 containments_app = typer.Typer(help="The built-in containment list.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Guided remediation tasks.", no_args_is_help=True)
 actions_app = typer.Typer(help="The action catalog.", no_args_is_help=True)
-playbooks_app = typer.Typer(help="Check playbooks.", no_args_is_help=True)
 findings_app = typer.Typer(help="Stored findings.", no_args_is_help=True)
 app.add_typer(remediations_app, name="remediations")
 app.add_typer(containments_app, name="containments")
@@ -411,20 +411,6 @@ def actions_list(as_json: JsonFlag = False) -> None:
             required = " (required)" if name in action["required"] else ""
             output.out.print(f"    {name}{required}: {output.cell(schema.get('description', ''))}")
         output.out.print(f"  example: {output.cell(action['example'])}")
-
-
-@playbooks_app.command("lint")
-def playbooks_lint(
-    ctx: typer.Context,
-    paths: Annotated[
-        list[Path] | None, typer.Argument(help="Playbook files or directories.")
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Report every problem in playbooks with file:line; exit 1 on errors."""
-    from clampdown.cli.linting import run_lint
-
-    run_lint(_opts(ctx).config(), paths or [], as_json=as_json)
 
 
 @contextmanager

@@ -58,7 +58,7 @@ def plan(
     out = []
     for playbook in playbooks:
         ctx = playbook.context(view)
-        group_key = _group_key(playbook, view, finding)
+        group_key = playbook.group_key_or_fingerprint(view, finding.fingerprint)
         if playbook.group_window:
             open_ = remediations.find_open_group(
                 conn, playbook=playbook.name, group_key=group_key, now=now
@@ -79,14 +79,6 @@ def plan(
                 continue
         out.append(_create(conn, playbook, ctx, finding_id, group_key, now=now, lease=lease))
     return out
-
-
-def _group_key(playbook: Playbook, view: dict[str, Any], finding: Finding) -> str:
-    try:
-        return playbook.group_key(view)
-    except ExpressionError:
-        # A group key that cannot be computed must not stop the response: fall back.
-        return finding.fingerprint
 
 
 def _create(

@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from clampdown.errors import PlaybookError
+from clampdown.errors import ExpressionError, PlaybookError
 from clampdown.model import JSON, Finding, Kind, Mode
 from clampdown.playbooks._yaml import Document, LineLoader
 from clampdown.playbooks.expressions import (
@@ -197,6 +197,16 @@ class Playbook:
     def group_key(self, finding: Finding | Mapping[str, JSON]) -> str:
         """The rendered `group.by` for a finding; findings with equal keys are grouped."""
         return to_text(self.group_by.render(self.context(finding)))
+
+    def group_key_or_fingerprint(self, view: Mapping[str, JSON], fingerprint: str) -> str:
+        """`group_key`, or the finding's fingerprint when the key cannot be computed.
+
+        A group key that cannot be computed must not stop the response.
+        """
+        try:
+            return self.group_key(view)
+        except ExpressionError:
+            return fingerprint
 
     def ladder_key(self, finding: Finding | Mapping[str, JSON]) -> str:
         """The rendered `ladder.key`: who the finding's offense counts for ("" without one)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from clampdown.model import Finding
 from clampdown.store.tables import FindingRow, insert_new, table
@@ -72,3 +72,28 @@ def list_recent(
     if type_ is not None:
         stmt = stmt.where(_t.c.type == type_)
     return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+
+def received_between(
+    conn: Connection, since: datetime, until: datetime, *, after_id: int = 0, limit: int = 500
+) -> list[tuple[int, Finding, datetime]]:
+    """(id, finding, received_at) received in [since, until), in order of arrival.
+
+    Keyset-paginated: pass the last id seen as `after_id` for the next page.
+    """
+    stmt = (
+        select(_t.c.id, _t.c.data, _t.c.received_at)
+        .where(_t.c.received_at >= since, _t.c.received_at < until, _t.c.id > after_id)
+        .order_by(_t.c.id)
+        .limit(limit)
+    )
+    return [
+        (int(row.id), Finding.model_validate(row.data), row.received_at)
+        for row in conn.execute(stmt)
+    ]
+
+
+def count_between(conn: Connection, since: datetime, until: datetime) -> int:
+    """How many findings were received in [since, until)."""
+    stmt = select(func.count()).where(_t.c.received_at >= since, _t.c.received_at < until)
+    return int(conn.execute(stmt).scalar_one())
