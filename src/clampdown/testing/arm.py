@@ -41,7 +41,15 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.identity import (
+    AUDIENCES,
+    FORM,
+    GRAPH_SCOPE,
+    MANAGEMENT_SCOPE,
+    TOKEN_PATH,
+    IdentityPlatformServer,
+)
+from clampdown.testing.server import Fault
 
 __all__ = [
     "GRAPH_SCOPE",
@@ -53,8 +61,6 @@ __all__ = [
     "RecordedRequest",
 ]
 
-MANAGEMENT_SCOPE = "https://management.azure.com/.default"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 SUBSCRIPTION_STATES = frozenset(
     {"active", "suspended", "submitted", "rejected", "cancelled", "expired"}
 )
@@ -64,14 +70,8 @@ SUBSCRIPTION_STATES = frozenset(
 # (optionally prefixed with the service's ARM id).
 PolicyScope = str | tuple[str, ...] | None
 
-_AUDIENCES = {
-    MANAGEMENT_SCOPE: "https://management.azure.com/",
-    GRAPH_SCOPE: "https://graph.microsoft.com",
-}
-_ARM_AUDIENCE = _AUDIENCES[MANAGEMENT_SCOPE]
+_ARM_AUDIENCE = AUDIENCES[MANAGEMENT_SCOPE]
 _WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE", "POST"})
-_FORM = "application/x-www-form-urlencoded"
-_TOKEN_PATH = re.compile(r"/([^/]+)/oauth2/v2\.0/token", re.IGNORECASE)
 _SERVICE_PATH = re.compile(
     r"/subscriptions/([^/]+)/resourceGroups/([^/]+)"
     r"/providers/Microsoft\.ApiManagement/service/([^/]+)(/.*)?",
@@ -136,18 +136,6 @@ class Lro:
         default_factory=lambda: {"code": "OperationFailed", "message": "The operation failed."}
     )
     error_status: int = 500
-
-
-@dataclass
-class _Fault:
-    status: int
-    method: str | None
-    path_contains: str | None
-    retry_after: int | None
-    times: int
-    code: str | None
-    message: str | None
-    delay: float
 
 
 @dataclass
@@ -284,7 +272,7 @@ def _decode(raw: bytes, content_type: str) -> Any:
     if not raw:
         return None
     text = raw.decode("utf-8", "replace")
-    if content_type == _FORM:
+    if content_type == FORM:
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
         return orjson.loads(raw)
@@ -342,7 +330,7 @@ def _predicate(name: str, op: str, value: str) -> Callable[[dict[str, Any]], boo
     return lambda item: check(field_of(item))
 
 
-class FakeArm(FakeServer):
+class FakeArm(IdentityPlatformServer):
     """Azure Resource Manager for one API Management service, plus its token endpoint.
 
     State is seeded and read with the public methods (all thread-safe); every request is
@@ -384,17 +372,11 @@ class FakeArm(FakeServer):
         self._operations: dict[str, dict[str, _Entity]] = {}
         self._policies: dict[tuple[str, ...], _Entity] = {}
         self._subscriptions: dict[str, _Entity] = {}
-        self._faults: list[_Fault] = []
         self._lro_script: list[Lro] = []
         self._pending: dict[str, _Pending] = {}
         self._routes = self._route_table()
 
     # ----- addresses
-
-    @property
-    def token_url(self) -> str:
-        """The token endpoint of the configured tenant."""
-        return f"{self.url}/{self.tenant}/oauth2/v2.0/token"
 
     @property
     def base_path(self) -> str:
@@ -573,28 +555,6 @@ class FakeArm(FakeServer):
 
     # ----- faults, long-running operations, recorded requests
 
-    def fail_next(
-        self,
-        status: int = 429,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-        retry_after: int | None = None,
-        times: int = 1,
-        code: str | None = None,
-        message: str | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        """Answer the next `times` matching requests with an error.
-
-        Faults match ARM requests; the token endpoint is matched only by a `path_contains`
-        it contains (such as "/oauth2/"), and then answers an identity-platform error.
-        `retry_after` (seconds) adds a Retry-After header; `delay` waits before answering.
-        """
-        fault = _Fault(status, method, path_contains, retry_after, times, code, message, delay)
-        with self.lock:
-            self._faults.append(fault)
-
     def lro_next(self, lro: Lro | None = None, times: int = 1) -> None:
         """Make the next `times` writes long-running (before `async_writes` applies)."""
         with self.lock:
@@ -623,7 +583,7 @@ class FakeArm(FakeServer):
         return sum(
             1
             for r in self.requests_to(path_contains=path_contains)
-            if r.method in _WRITE_METHODS and not _TOKEN_PATH.fullmatch(r.path)
+            if r.method in _WRITE_METHODS and not TOKEN_PATH.fullmatch(r.path)
         )
 
     # ----- server
@@ -633,7 +593,7 @@ class FakeArm(FakeServer):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        token_match = _TOKEN_PATH.fullmatch(request.path)
+        token_match = TOKEN_PATH.fullmatch(request.path)
         body = _decode(raw, request.content_type)
         record = RecordedRequest(
             request.method, request.path, dict(request.query), dict(request.headers), body
@@ -642,13 +602,13 @@ class FakeArm(FakeServer):
             self.requests.append(record)
             if token_match:
                 self.token_requests += 1
-            fault = self._take_fault(request.method, request.path, token=token_match is not None)
+            fault = self._take_fault(request.method, request.path, scoped_only=bool(token_match))
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             return self._fault_response(fault, token=token_match is not None)
         if token_match is not None:
-            form = body if request.content_type == _FORM and isinstance(body, dict) else {}
+            form = body if request.content_type == FORM and isinstance(body, dict) else {}
             with self.lock:
                 return self._token(request.method, token_match.group(1), form)
         try:
@@ -666,32 +626,10 @@ class FakeArm(FakeServer):
         except _ArmError as err:
             return err.response()
 
-    def _take_fault(self, method: str, path: str, *, token: bool) -> _Fault | None:
-        for fault in self._faults:
-            if fault.method is not None and fault.method.upper() != method:
-                continue
-            if fault.path_contains is None:
-                if token:
-                    continue
-            elif fault.path_contains not in path:
-                continue
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.remove(fault)
-            return fault
-        return None
-
-    def _fault_response(self, fault: _Fault, *, token: bool) -> web.Response:
+    def _fault_response(self, fault: Fault, *, token: bool) -> web.Response:
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         if token:
-            error = "temporarily_unavailable" if fault.status in (429, 503) else "server_error"
-            return self._aad_error(
-                fault.status,
-                fault.code or error,
-                90033,
-                fault.message or "A transient error has occurred. Please try again.",
-                headers,
-            )
+            return self._token_fault(fault, headers)
         code = fault.code or _FAULT_CODES.get(fault.status)
         if code is None:
             code = HTTPStatus(fault.status).phrase.replace(" ", "").replace("-", "")
@@ -706,110 +644,18 @@ class FakeArm(FakeServer):
 
     # ----- token endpoint
 
+    _detailed_token_errors = True
+
     def _issue(self, scope: str) -> str:
         token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(32)
-        self._tokens[token] = (_AUDIENCES[scope], time.monotonic() + self.expires_in)
+        self._tokens[token] = (AUDIENCES[scope], time.monotonic() + self.expires_in)
         return token
 
-    def _aad_error(
-        self,
-        status: int,
-        error: str,
-        number: int,
-        text: str,
-        headers: dict[str, str] | None = None,
-    ) -> web.Response:
-        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        body = {
-            "error": error,
-            "error_description": (
-                f"AADSTS{number}: {text} Trace ID: {trace} Correlation ID: {correlation}"
-                f" Timestamp: {stamp}"
-            ),
-            "error_codes": [number],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"https://login.microsoftonline.com/error?code={number}",
-        }
-        return _respond(_Result(status, body), headers)
+    def _issue_access_token(self, scope: str) -> str:
+        return self._issue(scope)
 
-    def _token(self, method: str, tenant: str, form: dict[str, str]) -> web.Response:
-        if method != "POST":
-            return self._aad_error(
-                400,
-                "invalid_request",
-                900561,
-                f"The endpoint only accepts POST, OPTIONS requests. Received a {method} request.",
-            )
-        if tenant != self.tenant:
-            return self._aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
-        for name in ("grant_type", "client_id", "scope"):
-            if not form.get(name):
-                return self._aad_error(
-                    400,
-                    "invalid_request",
-                    900144,
-                    f"The request body must contain the following parameter: '{name}'.",
-                )
-        grant, client, scope = form["grant_type"], form["client_id"], form["scope"]
-        if grant != "client_credentials":
-            return self._aad_error(
-                400,
-                "unsupported_grant_type",
-                70003,
-                f"The app requested an unsupported grant type '{grant}'.",
-            )
-        if client != self.client_id:
-            return self._aad_error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client}' was not found in the directory "
-                f"'{tenant}'.",
-            )
-        if not form.get("client_secret"):
-            return self._aad_error(
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' "
-                "or 'client_secret'.",
-            )
-        if form["client_secret"] != self.client_secret:
-            return self._aad_error(
-                401,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request "
-                "is the client secret value, not the client secret ID, for a secret added to "
-                f"app '{client}'.",
-            )
-        if scope not in _AUDIENCES:
-            if scope.endswith("/.default"):
-                return self._aad_error(
-                    400,
-                    "invalid_resource",
-                    500011,
-                    f"The resource principal named {scope.removesuffix('/.default')} was not "
-                    f"found in the tenant named {tenant}.",
-                )
-            return self._aad_error(
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier "
-                "(application ID URI).",
-            )
-        body = {
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "ext_expires_in": self.expires_in,
-            "access_token": self._issue(scope),
-        }
-        return _respond(_Result(200, body))
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+        return _respond(_Result(status, body), headers)
 
     # ----- ARM plumbing
 

@@ -52,8 +52,15 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from clampdown.testing.arm import GRAPH_SCOPE, MANAGEMENT_SCOPE, RecordedRequest
-from clampdown.testing.server import FakeServer
+from clampdown.testing.arm import RecordedRequest
+from clampdown.testing.identity import (
+    AUDIENCES,
+    FORM,
+    GRAPH_SCOPE,
+    TOKEN_PATH,
+    IdentityPlatformServer,
+)
+from clampdown.testing.server import Fault
 
 __all__ = [
     "ALERT_CLASSIFICATIONS",
@@ -100,10 +107,7 @@ ALERT_DETERMINATIONS = frozenset(
     }
 )
 
-_GRAPH_AUDIENCE = "https://graph.microsoft.com"
-_AUDIENCES = {GRAPH_SCOPE: _GRAPH_AUDIENCE, MANAGEMENT_SCOPE: "https://management.azure.com/"}
-_FORM = "application/x-www-form-urlencoded"
-_TOKEN_PATH = re.compile(r"/([^/]+)/oauth2/v2\.0/token", re.IGNORECASE)
+_GRAPH_AUDIENCE = AUDIENCES[GRAPH_SCOPE]
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -168,18 +172,6 @@ class _GraphError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
-
-
-@dataclass
-class _Fault:
-    status: int
-    method: str | None
-    path_contains: str | None
-    retry_after: int | None
-    times: int
-    code: str | None
-    message: str | None
-    delay: float
 
 
 @dataclass(frozen=True)
@@ -252,7 +244,7 @@ def _not_found(key: str) -> _GraphError:
     )
 
 
-class FakeGraph(FakeServer):
+class FakeGraph(IdentityPlatformServer):
     """Microsoft Graph for one tenant and one application, plus its token endpoint.
 
     Seed and read state with the public methods (thread-safe); every request is recorded in
@@ -284,13 +276,7 @@ class FakeGraph(FakeServer):
         self._apps: dict[str, dict[str, Any]] = {}
         self._risky: dict[str, dict[str, Any]] = {}
         self._alerts: dict[str, dict[str, Any]] = {}
-        self._faults: list[_Fault] = []
         self._routes = self._route_table()
-
-    @property
-    def token_url(self) -> str:
-        """The token endpoint of the configured tenant."""
-        return f"{self.url}/{self.tenant}/oauth2/v2.0/token"
 
     # ----- seeding and reading state
 
@@ -399,27 +385,6 @@ class FakeGraph(FakeServer):
 
     # ----- faults and recorded requests
 
-    def fail_next(
-        self,
-        status: int = 429,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-        retry_after: int | None = None,
-        times: int = 1,
-        code: str | None = None,
-        message: str | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        """Answer the next `times` matching requests with an error (nothing is changed).
-
-        Faults match Graph requests; the token endpoint is matched only by a `path_contains`
-        it contains (such as "/oauth2/"), and then answers an identity-platform error.
-        """
-        fault = _Fault(status, method, path_contains, retry_after, times, code, message, delay)
-        with self.lock:
-            self._faults.append(fault)
-
     def requests_to(
         self, method: str | None = None, path_contains: str | None = None
     ) -> list[RecordedRequest]:
@@ -437,7 +402,7 @@ class FakeGraph(FakeServer):
         return sum(
             1
             for r in self.requests_to(path_contains=path_contains)
-            if r.method in _WRITE_METHODS and not _TOKEN_PATH.fullmatch(r.path)
+            if r.method in _WRITE_METHODS and not TOKEN_PATH.fullmatch(r.path)
         )
 
     # ----- server
@@ -447,11 +412,11 @@ class FakeGraph(FakeServer):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        token_match = _TOKEN_PATH.fullmatch(request.path)
+        token_match = TOKEN_PATH.fullmatch(request.path)
         body: Any = None
         if raw:
             text = raw.decode("utf-8", "replace")
-            if request.content_type == _FORM:
+            if request.content_type == FORM:
                 body = dict(parse_qsl(text, keep_blank_values=True))
             else:
                 try:
@@ -465,14 +430,14 @@ class FakeGraph(FakeServer):
             self.requests.append(record)
             if token_match:
                 self.token_requests += 1
-            fault = self._take_fault(request.method, request.path, token=token_match is not None)
+            fault = self._take_fault(request.method, request.path, scoped_only=bool(token_match))
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             return self._fault_response(fault, token=token_match is not None)
         with self.lock:
             if token_match is not None:
-                form = body if isinstance(body, dict) and request.content_type == _FORM else {}
+                form = body if isinstance(body, dict) and request.content_type == FORM else {}
                 return self._token(request.method, token_match.group(1), form)
             try:
                 roles = self._authenticate(request.headers.get("Authorization"))
@@ -481,32 +446,10 @@ class FakeGraph(FakeServer):
             except _GraphError as refusal:
                 return _error_response(refusal)
 
-    def _take_fault(self, method: str, path: str, *, token: bool) -> _Fault | None:
-        for fault in self._faults:
-            if fault.method is not None and fault.method.upper() != method:
-                continue
-            if fault.path_contains is None:
-                if token:
-                    continue
-            elif fault.path_contains not in path:
-                continue
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.remove(fault)
-            return fault
-        return None
-
-    def _fault_response(self, fault: _Fault, *, token: bool) -> web.Response:
+    def _fault_response(self, fault: Fault, *, token: bool) -> web.Response:
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         if token:
-            error = "temporarily_unavailable" if fault.status in (429, 503) else "server_error"
-            return self._aad_error(
-                fault.status,
-                fault.code or error,
-                90033,
-                fault.message or "A transient error has occurred. Please try again.",
-                headers,
-            )
+            return self._token_fault(fault, headers)
         code = fault.code or _FAULT_CODES.get(fault.status)
         if code is None:
             code = HTTPStatus(fault.status).phrase.replace(" ", "").replace("-", "")
@@ -521,7 +464,7 @@ class FakeGraph(FakeServer):
 
     def _issue(self, scope: str, roles: frozenset[str]) -> str:
         now = int(time.time())
-        audience = _AUDIENCES[scope]
+        audience = AUDIENCES[scope]
         claims = {
             "aud": audience,
             "iss": f"https://sts.windows.net/{self.tenant}/",
@@ -537,89 +480,11 @@ class FakeGraph(FakeServer):
         self._tokens[token] = (audience, roles, time.monotonic() + self.expires_in)
         return token
 
-    def _aad_error(
-        self,
-        status: int,
-        error: str,
-        number: int,
-        text: str,
-        headers: dict[str, str] | None = None,
-    ) -> web.Response:
-        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        body = {
-            "error": error,
-            "error_description": (
-                f"AADSTS{number}: {text} Trace ID: {trace} Correlation ID: {correlation}"
-                f" Timestamp: {stamp}"
-            ),
-            "error_codes": [number],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"https://login.microsoftonline.com/error?code={number}",
-        }
-        return _json_response(status, body, headers)
+    def _issue_access_token(self, scope: str) -> str:
+        return self._issue(scope, self.roles)
 
-    def _token(self, method: str, tenant: str, form: dict[str, str]) -> web.Response:
-        if method != "POST":
-            return self._aad_error(
-                400,
-                "invalid_request",
-                900561,
-                f"The endpoint only accepts POST, OPTIONS requests. Received a {method} request.",
-            )
-        if tenant != self.tenant:
-            return self._aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
-        for name in ("grant_type", "client_id", "scope"):
-            if not form.get(name):
-                return self._aad_error(
-                    400,
-                    "invalid_request",
-                    900144,
-                    f"The request body must contain the following parameter: '{name}'.",
-                )
-        grant, client, scope = form["grant_type"], form["client_id"], form["scope"]
-        if grant != "client_credentials":
-            return self._aad_error(
-                400,
-                "unsupported_grant_type",
-                70003,
-                f"The app requested an unsupported grant type '{grant}'.",
-            )
-        if client != self.client_id:
-            return self._aad_error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client}' was not found in the directory "
-                f"'{tenant}'.",
-            )
-        if form.get("client_secret") != self.client_secret:
-            return self._aad_error(
-                401,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request "
-                "is the client secret value, not the client secret ID, for a secret added to "
-                f"app '{client}'.",
-            )
-        if scope not in _AUDIENCES:
-            return self._aad_error(
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier "
-                "(application ID URI).",
-            )
-        body = {
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "ext_expires_in": self.expires_in,
-            "access_token": self._issue(scope, self.roles),
-        }
-        return _json_response(200, body)
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+        return _json_response(status, body, headers)
 
     def _authenticate(self, header: str | None) -> frozenset[str]:
         def fail(message: str) -> _GraphError:

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.server import RestFakeServer
 
 Issue = dict[str, Any]
 API = "/rest/api/3"
@@ -98,16 +98,6 @@ class JiraRequest:
 
 
 @dataclass
-class _Fault:
-    method: str | None
-    path_contains: str | None
-    status: int
-    retry_after: int | str | None
-    times: int
-    message: str | None
-
-
-@dataclass
 class _Reply:
     status: int
     body: Any = None
@@ -120,7 +110,7 @@ class _Refused(Exception):
         self.reply = _error(status, messages, errors)
 
 
-class FakeJira(FakeServer):
+class FakeJira(RestFakeServer):
     """A Jira Cloud site with the given projects, for one account (`email`, `api_token`)."""
 
     def __init__(
@@ -144,7 +134,6 @@ class FakeJira(FakeServer):
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._next_id = 10_000
         self._next_key: dict[str, int] = {}
-        self._faults: list[_Fault] = []
 
     # -- for tests -----------------------------------------------------------------------
 
@@ -184,25 +173,6 @@ class FakeJira(FakeServer):
             issue = self._insert(project, "Task", summary, labels, None)
             issue["status"] = status
             return self._shown(issue, None)
-
-    def fail_next(
-        self,
-        method: str | None = None,
-        path_contains: str | None = None,
-        status: int = 503,
-        retry_after: int | str | None = None,
-        times: int = 1,
-        message: str | None = None,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` and Jira's error body.
-
-        Nothing changes on a failed request. Rules are tried in the order they were added.
-        """
-        fault = _Fault(
-            method.upper() if method else None, path_contains, status, retry_after, times, message
-        )
-        with self.lock:
-            self._faults.append(fault)
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -244,14 +214,8 @@ class FakeJira(FakeServer):
         return web.Response(status=reply.status, headers=headers, body=orjson.dumps(reply.body))
 
     def _fault(self, method: str, path: str) -> _Reply | None:
-        for fault in self._faults:
-            if fault.method not in (None, method):
-                continue
-            if fault.path_contains is not None and fault.path_contains not in path:
-                continue
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.remove(fault)
+        fault = self._take_fault(method, path)
+        if fault is not None:
             message = fault.message or _STATUS_MESSAGES.get(fault.status, "Injected fault.")
             reply = _error(fault.status, [message])
             if fault.retry_after is not None:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.server import RestFakeServer
 
 Entity = dict[str, Any]
 
@@ -64,16 +64,6 @@ class KongRequest:
     headers: dict[str, str]
     json: Any
     status: int = 0
-
-
-@dataclass
-class _Fault:
-    method: str | None
-    path_contains: str | None
-    status: int
-    retry_after: int | str | None
-    times: int
-    message: str | None
 
 
 @dataclass
@@ -576,7 +566,7 @@ def _message(status: int) -> str:
     return _STATUS_MESSAGES.get(status, f"The upstream server responded with {status}")
 
 
-class FakeKong(FakeServer):
+class FakeKong(RestFakeServer):
     """A Kong Admin API on localhost; with `admin_token`, requests need `Kong-Admin-Token`."""
 
     def __init__(self, admin_token: str | None = None) -> None:
@@ -586,7 +576,6 @@ class FakeKong(FakeServer):
         self._data: dict[str, dict[str, Entity]] = {name: {} for name in _COLLECTIONS}
         self._seq: dict[str, int] = {}
         self._counter = 0
-        self._faults: list[_Fault] = []
 
     # --- seeding and reading, for tests ------------------------------------------------------
 
@@ -695,24 +684,6 @@ class FakeKong(FakeServer):
     def plugin(self, key: str) -> Entity | None:
         """A plugin by id or instance_name, or None."""
         return self._read_one("plugins", key)
-
-    def fail_next(
-        self,
-        method: str | None = None,
-        path_contains: str | None = None,
-        status: int = 503,
-        retry_after: int | str | None = None,
-        times: int = 1,
-        message: str | None = None,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` and `{"message": ...}`.
-
-        Nothing changes on a failed request. Rules are tried in the order they were added.
-        """
-        method = method.upper() if method else None
-        fault = _Fault(method, path_contains, status, retry_after, times, message)
-        with self.lock:
-            self._faults.append(fault)
 
     def _seed(self, collection: str, body: Entity) -> Entity:
         body = {k: v for k, v in body.items() if v is not None}
@@ -990,14 +961,8 @@ class FakeKong(FakeServer):
         return web.Response(status=reply.status, headers=headers, body=orjson.dumps(reply.body))
 
     def _fault(self, method: str, path: str) -> _Reply | None:
-        for fault in self._faults:
-            if fault.method and fault.method != method:
-                continue
-            if fault.path_contains and fault.path_contains not in path:
-                continue
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.remove(fault)
+        fault = self._take_fault(method, path)
+        if fault is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             return _Reply(
                 fault.status, {"message": fault.message or _message(fault.status)}, headers

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote_plus
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.server import FakeServer, Fault
 
 TokenType = Literal["access_token", "refresh_token"]
 AuthMethod = Literal["basic", "post", "either"]
@@ -37,14 +37,6 @@ class Token:
     type: TokenType
     refresh: str | None = None
     revoked: bool = False
-
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: int | str | None
-    times: int
-    error: str
 
 
 @dataclass
@@ -80,7 +72,6 @@ class FakeRevocationServer(FakeServer):
         self.requests: list[RevocationRequest] = []
         self.tokens: dict[str, Token] = {}
         self.revoked: list[str] = []
-        self._faults: list[_Fault] = []
 
     @property
     def revocation_url(self) -> str:
@@ -110,8 +101,7 @@ class FakeRevocationServer(FakeServer):
         """Answer the next `times` requests with `status` (and Retry-After); nothing is revoked."""
         if error is None:
             error = {429: "slow_down", 500: "server_error"}.get(status, "temporarily_unavailable")
-        with self.lock:
-            self._faults.append(_Fault(status, retry_after, times, error))
+        self._add_fault(Fault(status, retry_after=retry_after, times=times, code=error))
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(self.path, self._handle)
@@ -144,14 +134,11 @@ class FakeRevocationServer(FakeServer):
         return web.Response(status=reply.status, headers=headers, body=body)
 
     def _fault(self) -> _Reply | None:
-        if not self._faults:
+        fault = self._take_fault("", "")
+        if fault is None:
             return None
-        fault = self._faults[0]
-        fault.times -= 1
-        if fault.times <= 0:
-            self._faults.pop(0)
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-        return _Reply(fault.status, fault.error, headers)
+        return _Reply(fault.status, fault.code, headers)
 
     def _revoke(
         self,

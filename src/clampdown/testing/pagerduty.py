@@ -23,7 +23,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.server import FakeServer, Fault
 
 IncidentState = Literal["triggered", "acknowledged", "resolved"]
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -71,13 +71,6 @@ class Incident:
     """The trigger's `custom_details`."""
 
 
-@dataclass
-class _Fault:
-    status: int
-    retry_after: int | None
-    times: int
-
-
 class FakePagerDuty(FakeServer):
     """PagerDuty services known by their integration (routing) keys."""
 
@@ -86,7 +79,6 @@ class FakePagerDuty(FakeServer):
         self.routing_keys = set(routing_keys)
         self.events: list[PagerDutyEvent] = []
         self.incidents: list[Incident] = []
-        self._faults: list[_Fault] = []
 
     @property
     def events_url(self) -> str:
@@ -107,8 +99,7 @@ class FakePagerDuty(FakeServer):
         self, status: int = 429, *, retry_after: int | None = None, times: int = 1
     ) -> None:
         """Answer the next `times` events with `status`; nothing is processed."""
-        with self.lock:
-            self._faults.append(_Fault(status, retry_after, times))
+        self._add_fault(Fault(status, retry_after=retry_after, times=times))
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/enqueue", self._enqueue)
@@ -127,11 +118,8 @@ class FakePagerDuty(FakeServer):
         return web.json_response(answer, status=status, headers=headers, dumps=_dumps)
 
     def _answer(self, body: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
-        if self._faults:
-            fault = self._faults[0]
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.pop(0)
+        fault = self._take_fault("", "")
+        if fault is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             answer = _BODIES.get(fault.status, {"status": "error", "message": "Internal error"})
             return fault.status, answer, headers

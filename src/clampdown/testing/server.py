@@ -6,9 +6,29 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Self
 
 from aiohttp import web
+
+
+@dataclass
+class Fault:
+    """One fault-injection rule: answer the next `times` matching requests with `status`.
+
+    A rule matches a request whose method is `method` (any when None; stored upper-case)
+    and whose path contains `path_contains` (any when None). Each fake renders the fault
+    with its own vendor error body, using `message` and `code` when given.
+    """
+
+    status: int
+    method: str | None = None
+    path_contains: str | None = None
+    retry_after: int | str | None = None
+    times: int = 1
+    message: str | None = None
+    code: str | None = None
+    delay: float = 0.0
 
 
 class FakeServer:
@@ -17,6 +37,31 @@ class FakeServer:
     def __init__(self) -> None:
         self.port = 0
         self.lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def _add_fault(self, fault: Fault) -> None:
+        """Queue a fault rule, after those already queued."""
+        with self.lock:
+            self._faults.append(fault)
+
+    def _take_fault(self, method: str, path: str, *, scoped_only: bool = False) -> Fault | None:
+        """The first rule matching a request, with one of its `times` used up (hold `lock`).
+
+        With `scoped_only`, rules without a `path_contains` do not match.
+        """
+        for fault in self._faults:
+            if fault.method not in (None, method):
+                continue
+            if fault.path_contains is None:
+                if scoped_only:
+                    continue
+            elif fault.path_contains not in path:
+                continue
+            fault.times -= 1
+            if fault.times <= 0:
+                self._faults.remove(fault)
+            return fault
+        return None
 
     @property
     def url(self) -> str:
@@ -63,3 +108,31 @@ class FakeServer:
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
+
+
+class RestFakeServer(FakeServer):
+    """A fake whose faults are matched by method and path, with the common `fail_next`."""
+
+    def fail_next(
+        self,
+        method: str | None = None,
+        path_contains: str | None = None,
+        status: int = 503,
+        retry_after: int | str | None = None,
+        times: int = 1,
+        message: str | None = None,
+    ) -> None:
+        """Answer the next `times` matching requests with `status` and the vendor's error body.
+
+        Nothing changes on a failed request. Rules are tried in the order they were added.
+        """
+        self._add_fault(
+            Fault(
+                status,
+                method.upper() if method else None,
+                path_contains,
+                retry_after,
+                times,
+                message,
+            )
+        )

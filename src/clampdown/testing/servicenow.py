@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.server import RestFakeServer
 
 Record = dict[str, Any]
 
@@ -108,16 +108,6 @@ class JournalEntry:
 
 
 @dataclass
-class _Fault:
-    method: str | None
-    path_contains: str | None
-    status: int
-    retry_after: int | str | None
-    times: int
-    message: str | None
-
-
-@dataclass
 class _Reply:
     status: int
     body: Any = None
@@ -130,7 +120,7 @@ class _Refused(Exception):
         self.reply = _error(status, message, detail)
 
 
-class FakeServiceNow(FakeServer):
+class FakeServiceNow(RestFakeServer):
     """A ServiceNow instance with one table, `incident`, for one integration user.
 
     Give `password` (for `username`) to accept Basic authentication, `tokens` for Bearer.
@@ -150,7 +140,6 @@ class FakeServiceNow(FakeServer):
         self.journal: dict[str, list[JournalEntry]] = {}
         self._incidents: dict[str, Record] = {}
         self._number = 10_000
-        self._faults: list[_Fault] = []
 
     # -- for tests -----------------------------------------------------------------------
 
@@ -179,25 +168,6 @@ class FakeServiceNow(FakeServer):
         """Insert an incident as if a person or another tool had opened it."""
         with self.lock:
             return copy.deepcopy(self._insert(fields, by="admin"))
-
-    def fail_next(
-        self,
-        method: str | None = None,
-        path_contains: str | None = None,
-        status: int = 503,
-        retry_after: int | str | None = None,
-        times: int = 1,
-        message: str | None = None,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` and ServiceNow's body.
-
-        Nothing changes on a failed request. Rules are tried in the order they were added.
-        """
-        fault = _Fault(
-            method.upper() if method else None, path_contains, status, retry_after, times, message
-        )
-        with self.lock:
-            self._faults.append(fault)
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -242,14 +212,8 @@ class FakeServiceNow(FakeServer):
         return web.Response(status=reply.status, headers=headers, body=orjson.dumps(reply.body))
 
     def _fault(self, method: str, path: str) -> _Reply | None:
-        for fault in self._faults:
-            if fault.method not in (None, method):
-                continue
-            if fault.path_contains is not None and fault.path_contains not in path:
-                continue
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.remove(fault)
+        fault = self._take_fault(method, path)
+        if fault is not None:
             message, detail = _STATUS_MESSAGES.get(fault.status, ("Error", "Injected fault"))
             reply = _error(fault.status, fault.message or message, detail)
             if fault.retry_after is not None:

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import FakeServer
+from clampdown.testing.server import FakeServer, Fault
 
 HookState = Literal["active", "revoked", "prohibited", "removed", "channel_not_found", "archived"]
 _REFUSALS: dict[str, tuple[int, str]] = {
@@ -58,14 +58,6 @@ class SlackRequest:
     text: str = ""
 
 
-@dataclass
-class _Fault:
-    status: int
-    code: str
-    retry_after: int | None
-    times: int
-
-
 class FakeSlack(FakeServer):
     """One Slack incoming webhook; `throttle=True` enforces about `per_second` messages/s.
 
@@ -88,7 +80,6 @@ class FakeSlack(FakeServer):
         self.requests: list[SlackRequest] = []
         self.messages: list[dict[str, Any]] = []
         self._window: tuple[float, int] = (0.0, 0)
-        self._faults: list[_Fault] = []
 
     @property
     def webhook_url(self) -> str:
@@ -111,10 +102,8 @@ class FakeSlack(FakeServer):
         """Answer the next `times` requests with `status` and a Slack code; nothing is posted."""
         if status == 429 and retry_after is None:
             retry_after = 1
-        with self.lock:
-            self._faults.append(
-                _Fault(status, code or _CODES.get(status, "internal_error"), retry_after, times)
-            )
+        code = code or _CODES.get(status, "internal_error")
+        self._add_fault(Fault(status, retry_after=retry_after, times=times, code=code))
 
     def throttled(self) -> list[SlackRequest]:
         """The requests answered 429."""
@@ -143,11 +132,8 @@ class FakeSlack(FakeServer):
         if self.state != "active":
             status, code = _REFUSALS[self.state]
             return status, code, {}
-        if self._faults:
-            fault = self._faults[0]
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.pop(0)
+        fault = self._take_fault("", "")
+        if fault is not None and fault.code is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             return fault.status, fault.code, headers
         if not isinstance(body, dict) or ("text" in body and not isinstance(body["text"], str)):

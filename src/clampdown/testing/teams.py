@@ -109,7 +109,7 @@ class FakeTeams(FakeServer):
         self.posts: list[TeamsPost] = []
         self.cards: list[dict[str, Any]] = []
         self._windows: dict[Kind, tuple[float, int]] = {}
-        self._faults: list[_Fault] = []
+        self._kind_faults: list[_Fault] = []
 
     @property
     def legacy_url(self) -> str:
@@ -147,7 +147,7 @@ class FakeTeams(FakeServer):
         if text is None:
             text = delivery_failed(429 if status < 300 else status)
         with self.lock:
-            self._faults.append(_Fault(kind, status, text, retry_after, times))
+            self._kind_faults.append(_Fault(kind, status, text, retry_after, times))
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/webhookb2/{tail:.*}", self._legacy)
@@ -230,11 +230,11 @@ class FakeTeams(FakeServer):
         return 202, "", {}
 
     def _fault(self, kind: Kind) -> tuple[int, str, dict[str, str]] | None:
-        for fault in self._faults:
+        for fault in self._kind_faults:
             if fault.kind in (None, kind):
                 fault.times -= 1
                 if fault.times <= 0:
-                    self._faults.remove(fault)
+                    self._kind_faults.remove(fault)
                 headers = (
                     {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 )
