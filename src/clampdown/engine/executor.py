@@ -32,7 +32,7 @@ from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
 from clampdown.actions.notify import NotifyParams, NotifySend
 from clampdown.config import Config
-from clampdown.engine import approvals, closing, planner
+from clampdown.engine import approvals, closing, planner, rollback
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
@@ -53,10 +53,7 @@ ENGINE = "engine"
 SAFETY = "safety"
 _RUNNING = RemediationState.RUNNING.value
 _VERIFYING = RemediationState.VERIFYING.value
-ROLLBACK = "rollback"
-"""Undo one earlier step after a step with `on_failure: undo_previous` failed."""
 CONTINUE = "continue"
-UNDO_PREVIOUS = "undo_previous"
 _SUCCEEDED = StepState.SUCCEEDED.value
 _FAILED = StepState.FAILED.value
 LEASE_MARGIN = 5.0
@@ -185,8 +182,8 @@ class Executor:
                 await self._drive(run)
             elif job.kind == planner.UNDO_STEP:
                 await self._undo_step(job)
-            elif job.kind == ROLLBACK:
-                await self._rollback_step(job)
+            elif job.kind == rollback.ROLLBACK:
+                await rollback.run(self, job)
             elif job.kind == planner.CLOSE:
                 await closing.close(self, job)
             elif job.kind == planner.APPROVAL_TIMEOUT:
@@ -265,7 +262,7 @@ class Executor:
         if (
             state != _RUNNING
             or any(s["state"] == StepState.WAITING.value for s in run.steps)
-            or _rolling_back(run.steps)
+            or rollback.rolling_back(run.steps)
         ):
             jobs.finish(conn, job.id)
             return None
@@ -410,7 +407,7 @@ class Executor:
             "ladder": step["spec"].get("ladder") or {},
         }
 
-    def _max_attempts(self, step: dict[str, Any]) -> int:
+    def max_attempts(self, step: dict[str, Any]) -> int:
         retries = step["spec"].get("retries")
         return self.config.engine.max_attempts if retries is None else int(retries) + 1
 
@@ -546,7 +543,7 @@ class Executor:
             jobs.retry_at(conn, run.job.id, now + timedelta(seconds=turn))
             self.due(now + timedelta(seconds=turn))
             return False
-        if outcome.retry and step["attempts"] < self._max_attempts(step):
+        if outcome.retry and step["attempts"] < self.max_attempts(step):
             delay = self.delay(step["attempts"], outcome.retry_after)
             reason = f"{outcome.error}; retry in {delay:.2f}s"
             self._move(conn, run, step, StepState.PENDING, reason, now, error=outcome.error)
@@ -595,7 +592,11 @@ class Executor:
             if other["state"] == StepState.PENDING.value:
                 self._move(conn, run, other, StepState.SKIPPED, "an earlier step failed", now)
         self._flush(conn, run)
-        undo = _to_undo(run.steps, before=step["position"]) if policy == UNDO_PREVIOUS else None
+        undo = (
+            rollback.to_undo(run.steps, before=step["position"])
+            if policy == rollback.UNDO_PREVIOUS
+            else None
+        )
         if undo is not None:
             remediations.record(
                 conn,
@@ -608,17 +609,17 @@ class Executor:
                 actor=ENGINE,
                 now=now,
             )
-            jobs.enqueue(conn, ROLLBACK, rid, undo["key"], due_at=now, now=now)
+            jobs.enqueue(conn, rollback.ROLLBACK, rid, undo["key"], due_at=now, now=now)
             self.due(now)
         else:
             reason = f"step {step['key']} failed: {error}"
-            if policy == UNDO_PREVIOUS:
+            if policy == rollback.UNDO_PREVIOUS:
                 reason += "; no earlier step to undo"
-            self._end_failed(conn, rid, reason, run.steps, now)
+            self.end_failed(conn, rid, reason, run.steps, now)
         jobs.finish(conn, run.job.id)
         return False
 
-    def _end_failed(
+    def end_failed(
         self, conn: Connection, rid: str, reason: str, steps: list[dict[str, Any]], now: datetime
     ) -> None:
         remediations.set_state(
@@ -741,12 +742,12 @@ class Executor:
         step = await self.db.run_async(lambda conn: self._undo_target(conn, job))
         if step is None:
             return
-        error, retry_after, transient = await self._call_undo(job.remediation_id, step)
+        error, retry_after, transient = await self.call_undo(job.remediation_id, step)
         await self.db.run_async(
             lambda conn: self._undone(conn, job, step, error, transient, retry_after, _now())
         )
 
-    async def _call_undo(self, rid: str, step: dict[str, Any]) -> tuple[str, float | None, bool]:
+    async def call_undo(self, rid: str, step: dict[str, Any]) -> tuple[str, float | None, bool]:
         """Undo a step's effect: (error or "", retry_after, whether the error is transient)."""
         action = registry.get(step["action"])
         params = action.params.model_validate(step["params"])
@@ -842,104 +843,6 @@ class Executor:
             closing.enqueue_if_ended(
                 conn, rid, RemediationState.EXPIRED.value, steps, now, self.config.targets
             )
-
-    # -- rollback after a step with on_failure: undo_previous failed ------------------------
-
-    async def _rollback_step(self, job: Job) -> None:
-        step = await self.db.run_async(lambda conn: self._rollback_target(conn, job, _now()))
-        if step is None:
-            return
-        error, retry_after, transient = await self._call_undo(job.remediation_id, step)
-        await self.db.run_async(
-            lambda conn: self._rolled_back(conn, job, step, error, transient, retry_after, _now())
-        )
-
-    def _rollback_target(self, conn: Connection, job: Job, now: datetime) -> dict[str, Any] | None:
-        step = remediations.get_step(conn, job.remediation_id, job.step_key or "")
-        if step is not None and step["state"] == _SUCCEEDED:
-            return step
-        if step is None:
-            jobs.finish(conn, job.id)
-        elif jobs.hold(conn, job, now + self.lease):
-            # Its expiry undid it first: go on with the step before it.
-            self._next_rollback(conn, job, step["position"], now)
-        return None
-
-    def _rolled_back(
-        self,
-        conn: Connection,
-        job: Job,
-        step: dict[str, Any],
-        error: str,
-        transient: bool,
-        retry_after: float | None,
-        now: datetime,
-    ) -> None:
-        rid, key = job.remediation_id, step["key"]
-        if not jobs.hold(conn, job, now + self.lease):
-            return
-        if error and transient and job.attempts + 1 < self._max_attempts(step):
-            delay = self.delay(job.attempts + 1, retry_after)
-            reason = f"rollback: {error}; retry in {delay:.2f}s"
-            remediations.record(
-                conn, rid, key, _SUCCEEDED, _SUCCEEDED, reason=reason, actor=ENGINE, now=now
-            )
-            jobs.retry_at(conn, job.id, now + timedelta(seconds=delay), attempt=True)
-            self.due(now + timedelta(seconds=delay))
-            return
-        if error:
-            log.error("rollback undo failed", remediation=rid, step=key, error=error)
-            remediations.update_step(conn, rid, key, error=f"rollback undo failed: {error}")
-            state = _SUCCEEDED
-            reason = f"rollback undo failed; still in force, check the target: {error}"
-        else:
-            remediations.update_step(conn, rid, key, state=StepState.UNDONE.value)
-            state, reason = StepState.UNDONE.value, "rolled back: a later step failed"
-        remediations.record(conn, rid, key, _SUCCEEDED, state, reason=reason, actor=ENGINE, now=now)
-        self._next_rollback(conn, job, step["position"], now)
-
-    def _next_rollback(self, conn: Connection, job: Job, position: int, now: datetime) -> None:
-        """Undo the step before `position`, or end the remediation when none is left."""
-        rid = job.remediation_id
-        jobs.finish(conn, job.id)
-        steps = remediations.steps(conn, rid)
-        undo = _to_undo(steps, before=position)
-        if undo is not None:
-            jobs.enqueue(conn, ROLLBACK, rid, undo["key"], due_at=now, now=now)
-            self.due(now)
-            return
-        failed = next(s for s in reversed(steps) if _rolls_back(s))
-        earlier = [s for s in steps if s["position"] < failed["position"]]
-        undone = [s["key"] for s in reversed(earlier) if s["state"] == StepState.UNDONE.value]
-        kept = [s["key"] for s in earlier if s["state"] == _SUCCEEDED and _reversible(s)]
-        reason = f"step {failed['key']} failed: {failed['error']}"
-        if undone:
-            reason += f"; undone: {', '.join(undone)}"
-        if kept:
-            reason += f"; could not undo {', '.join(kept)}: still in force, check the target"
-        self._end_failed(conn, rid, reason, steps, now)
-
-
-def _reversible(step: dict[str, Any]) -> bool:
-    action = registry.CATALOG.get(step["action"])
-    return action is not None and action.reversible
-
-
-def _rolls_back(step: dict[str, Any]) -> bool:
-    return bool(step["state"] == _FAILED and step["spec"].get("on_failure") == UNDO_PREVIOUS)
-
-
-def _rolling_back(steps: list[dict[str, Any]]) -> bool:
-    """True while the earlier steps of a failed `undo_previous` step are being undone."""
-    return any(_rolls_back(s) for s in steps)
-
-
-def _to_undo(steps: list[dict[str, Any]], *, before: int) -> dict[str, Any] | None:
-    """The latest step before position `before` whose effect is in force and can be undone."""
-    earlier = [
-        s for s in steps if s["position"] < before and s["state"] == _SUCCEEDED and _reversible(s)
-    ]
-    return max(earlier, key=lambda s: s["position"], default=None)
 
 
 def _task_already_done(conn: Connection, result: ActionResult) -> bool:
