@@ -163,13 +163,7 @@ class DefenderDriver(Driver):
 
     def __init__(self, name: str, settings: DefenderTarget, http: HttpPort) -> None:
         super().__init__(name, settings, http)
-        identity = Identity(
-            target=name,
-            login_url=settings.login_url,
-            tenant_id=settings.tenant_id,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-        )
+        identity = Identity.of(name, settings)
         self.tokens = TokenCache(identity, http, timeout=self.timeout)
         self.arm = _SecurityArm(
             name,

@@ -180,14 +180,7 @@ class GraphDriver(Driver):
 
     def __init__(self, name: str, settings: GraphTarget, http: HttpPort) -> None:
         super().__init__(name, settings, http)
-        identity = Identity(
-            target=name,
-            login_url=settings.login_url,
-            tenant_id=settings.tenant_id,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            scope=GRAPH_SCOPE,
-        )
+        identity = Identity.of(name, settings, GRAPH_SCOPE)
         self.tokens = TokenCache(identity, http, timeout=self.timeout)
 
     # -- identities ----------------------------------------------------------------------

@@ -80,7 +80,7 @@ class FlowTarget(WebhookTarget):
         return value
 
 
-class _AzureIdentity(_Target):
+class AzureIdentity(_Target):
     """A Microsoft Entra application signing in with client credentials."""
 
     tenant_id: str = Field(min_length=1)
@@ -89,7 +89,7 @@ class _AzureIdentity(_Target):
     login_url: str = "https://login.microsoftonline.com"
 
 
-class AzureApimTarget(_AzureIdentity):
+class AzureApimTarget(AzureIdentity):
     """An Azure API Management instance, managed over ARM with client credentials."""
 
     type: Literal["azure-apim"] = "azure-apim"
@@ -245,7 +245,7 @@ class SmtpTarget(_Target):
     ca_file: Path | None = Field(default=None, description="a CA bundle to trust (private CAs)")
 
 
-class GraphTarget(_AzureIdentity):
+class GraphTarget(AzureIdentity):
     """Microsoft Graph: identities (sessions, accounts, risk) and security alerts."""
 
     type: Literal["graph"] = "graph"
@@ -255,7 +255,7 @@ class GraphTarget(_AzureIdentity):
         return [self.graph_url, self.login_url]
 
 
-class DefenderTarget(_AzureIdentity):
+class DefenderTarget(AzureIdentity):
     """Microsoft Defender for Cloud over ARM: alert state write-back."""
 
     type: Literal["defender"] = "defender"

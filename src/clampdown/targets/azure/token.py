@@ -17,7 +17,7 @@ from clampdown.actions.contract import HttpPort
 from clampdown.actions.http import Reply, retry_after
 from clampdown.errors import PermanentError, TransientError
 from clampdown.secrets import SecretRef
-from clampdown.targets.settings import require_secret
+from clampdown.targets.settings import AzureIdentity, require_secret
 
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -46,6 +46,18 @@ class Identity:
     client_id: str
     client_secret: SecretRef
     scope: str = MANAGEMENT_SCOPE
+
+    @classmethod
+    def of(cls, target: str, settings: AzureIdentity, scope: str = MANAGEMENT_SCOPE) -> Identity:
+        """The identity a target's settings name, for `scope`."""
+        return cls(
+            target=target,
+            login_url=settings.login_url,
+            tenant_id=settings.tenant_id,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            scope=scope,
+        )
 
 
 class TokenCache:
