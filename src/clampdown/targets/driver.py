@@ -9,6 +9,7 @@ repeats and recovery after a crash all follow from that one operation.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -104,6 +105,12 @@ class Driver:
     def serialized(self, unit: str | None) -> asyncio.Lock:
         """The lock that keeps this process's reconciles of one unit from interleaving."""
         return self._locks.setdefault(unit, asyncio.Lock())
+
+    def keyed(self, key: str) -> asyncio.Lock:
+        """One of 64 locks for any key (a correlation id, say): the same key always takes the
+        same lock, and a long-running worker holds a bounded number of them."""
+        bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 64
+        return self.serialized(f"keyed:{bucket}")
 
     def unsupported(self, what: str) -> PermanentError:
         """The error for a request this target type cannot carry out."""

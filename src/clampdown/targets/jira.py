@@ -49,7 +49,7 @@ class JiraDriver(Driver):
     async def open_ticket(self, ticket: Ticket) -> TicketRef:
         label = correlation_label(ticket.correlation)
         # Two steps of this process with one correlation id must not both create.
-        async with self.serialized(_lock_unit(label)):
+        async with self.keyed(label):
             found = await self._open_issue(label)
             if found is not None:
                 return await self._reuse(found, ticket)
@@ -193,12 +193,6 @@ class JiraDriver(Driver):
         if reply.status == 403:
             raise PreconditionError(message + " (check the account's project permissions)")
         raise PermanentError(message)
-
-
-def _lock_unit(label: str) -> str:
-    """One of 64 locks: the same label always takes the same one, and the number of locks
-    a long-running worker holds stays bounded."""
-    return f"ticket:{int(hashlib.sha256(label.encode()).hexdigest()[:8], 16) % 64}"
 
 
 def _issue(ref: TicketRef) -> str:

@@ -51,7 +51,7 @@ class ServiceNowDriver(Driver):
     async def open_ticket(self, ticket: Ticket) -> TicketRef:
         correlation = correlation_id(ticket.correlation)
         # Two steps of this process with one correlation id must not both create.
-        async with self.serialized(_lock_unit(correlation)):
+        async with self.keyed(correlation):
             found = await self._open_incident(correlation)
             if found is not None:
                 return await self._reuse(found, ticket)
@@ -231,12 +231,6 @@ class ServiceNowDriver(Driver):
                 message + " (check the user's roles and the instance's ACLs and data policies)"
             )
         raise PermanentError(message)
-
-
-def _lock_unit(correlation: str) -> str:
-    """One of 64 locks: the same correlation id always takes the same one, and the number
-    of locks a long-running worker holds stays bounded."""
-    return f"ticket:{int(hashlib.sha256(correlation.encode()).hexdigest()[:8], 16) % 64}"
 
 
 def _message(reply: Reply) -> str:
