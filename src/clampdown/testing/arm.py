@@ -48,6 +48,7 @@ from clampdown.testing.identity import (
     MANAGEMENT_SCOPE,
     TOKEN_PATH,
     IdentityPlatformServer,
+    RecordedRequest,
 )
 from clampdown.testing.server import Fault
 
@@ -71,7 +72,6 @@ SUBSCRIPTION_STATES = frozenset(
 PolicyScope = str | tuple[str, ...] | None
 
 _ARM_AUDIENCE = AUDIENCES[MANAGEMENT_SCOPE]
-_WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE", "POST"})
 _SERVICE_PATH = re.compile(
     r"/subscriptions/([^/]+)/resourceGroups/([^/]+)"
     r"/providers/Microsoft\.ApiManagement/service/([^/]+)(/.*)?",
@@ -105,17 +105,6 @@ _SUBSCRIPTION_PATCHABLE = frozenset(
     }
 )
 _KEYS = ("primaryKey", "secondaryKey")
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request the fake received; `body` is a dict for forms and JSON objects."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass
@@ -565,26 +554,6 @@ class FakeArm(IdentityPlatformServer):
         """How many long-running operations have not completed yet."""
         with self.lock:
             return sum(1 for p in self._pending.values() if p.state == "InProgress")
-
-    def requests_to(
-        self, method: str | None = None, path_contains: str | None = None
-    ) -> list[RecordedRequest]:
-        """The recorded requests with this method and a path containing this text."""
-        with self.lock:
-            return [
-                r
-                for r in self.requests
-                if (method is None or r.method == method)
-                and (path_contains is None or path_contains in r.path)
-            ]
-
-    def write_count(self, path_contains: str | None = None) -> int:
-        """How many ARM writes (PUT, PATCH, DELETE, POST) were received, failed ones included."""
-        return sum(
-            1
-            for r in self.requests_to(path_contains=path_contains)
-            if r.method in _WRITE_METHODS and not TOKEN_PATH.fullmatch(r.path)
-        )
 
     # ----- server
 

@@ -52,13 +52,13 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from clampdown.testing.arm import RecordedRequest
 from clampdown.testing.identity import (
     AUDIENCES,
     FORM,
     GRAPH_SCOPE,
     TOKEN_PATH,
     IdentityPlatformServer,
+    RecordedRequest,
 )
 from clampdown.testing.server import Fault
 
@@ -109,7 +109,6 @@ ALERT_DETERMINATIONS = frozenset(
 
 _GRAPH_AUDIENCE = AUDIENCES[GRAPH_SCOPE]
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
-_WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 # Which roles allow what (any one of them is enough).
 _READ_USERS = frozenset(
@@ -384,26 +383,6 @@ class FakeGraph(IdentityPlatformServer):
             self._tokens = {t: (aud, roles, 0.0) for t, (aud, roles, _) in self._tokens.items()}
 
     # ----- faults and recorded requests
-
-    def requests_to(
-        self, method: str | None = None, path_contains: str | None = None
-    ) -> list[RecordedRequest]:
-        """The recorded requests with this method and a path containing this text."""
-        with self.lock:
-            return [
-                r
-                for r in self.requests
-                if (method is None or r.method == method)
-                and (path_contains is None or path_contains in r.path)
-            ]
-
-    def write_count(self, path_contains: str | None = None) -> int:
-        """How many Graph writes (POST, PATCH, PUT, DELETE) were received, failed ones included."""
-        return sum(
-            1
-            for r in self.requests_to(path_contains=path_contains)
-            if r.method in _WRITE_METHODS and not TOKEN_PATH.fullmatch(r.path)
-        )
 
     # ----- server
 

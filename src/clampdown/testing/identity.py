@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -27,6 +28,20 @@ FORM = "application/x-www-form-urlencoded"
 TOKEN_PATH = re.compile(r"/([^/]+)/oauth2/v2\.0/token", re.IGNORECASE)
 
 
+_WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE", "POST"})
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the fake received; `body` is a dict for forms and JSON objects."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
 class IdentityPlatformServer(FakeServer):
     """A fake that also serves a tenant's token endpoint for one application.
 
@@ -40,6 +55,29 @@ class IdentityPlatformServer(FakeServer):
     expires_in: int
     _detailed_token_errors: ClassVar[bool] = False
     """Tell a missing secret (AADSTS7000218) and an unknown resource (AADSTS500011) apart."""
+
+    requests: list[RecordedRequest]
+    """Every request received, token requests included."""
+
+    def requests_to(
+        self, method: str | None = None, path_contains: str | None = None
+    ) -> list[RecordedRequest]:
+        """The recorded requests with this method and a path containing this text."""
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if (method is None or r.method == method)
+                and (path_contains is None or path_contains in r.path)
+            ]
+
+    def write_count(self, path_contains: str | None = None) -> int:
+        """How many writes (PUT, PATCH, DELETE, POST) were received, failed ones included."""
+        return sum(
+            1
+            for r in self.requests_to(path_contains=path_contains)
+            if r.method in _WRITE_METHODS and not TOKEN_PATH.fullmatch(r.path)
+        )
 
     @property
     def token_url(self) -> str:
