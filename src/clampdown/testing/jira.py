@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clampdown.testing.server import RestFakeServer
+from clampdown.testing.server import RestFakeServer, read_json
 
 Issue = dict[str, Any]
 API = "/rest/api/3"
@@ -180,20 +180,13 @@ class FakeJira(RestFakeServer):
         app.router.add_route("*", "/{tail:.*}", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        body: Any = None
-        bad_json = False
-        if raw.strip():
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                bad_json = True
+        body, bad_json = await read_json(request)
         entry = JiraRequest(
             request.method,
             request.path,
             dict(request.query),
             dict(request.headers),
-            raw.decode("utf-8", "replace") if bad_json else body,
+            body,
         )
         with self.lock:
             self.requests.append(entry)

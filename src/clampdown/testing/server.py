@@ -7,8 +7,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
+import orjson
 from aiohttp import web
 
 
@@ -136,3 +137,15 @@ class RestFakeServer(FakeServer):
                 message,
             )
         )
+
+
+async def read_json(request: web.Request) -> tuple[Any, bool]:
+    """The request's JSON body (None when empty), and whether it failed to parse (then the
+    body is returned as text, for the request log)."""
+    raw = await request.read()
+    if not raw.strip():
+        return None, False
+    try:
+        return orjson.loads(raw), False
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace"), True
