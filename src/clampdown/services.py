@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from clampdown.actions import registry
 from clampdown.actions.redaction import redacted
 from clampdown.config import Config, TokenConfig
-from clampdown.engine import approvals, planner
+from clampdown.engine import approvals, overrides, planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
 from clampdown.engine.executor import Adopted
 from clampdown.engine.ports import refresh_decisions
@@ -364,6 +364,41 @@ class Clampdown:
         """Active containments (or all, newest first)."""
         with self.db.read() as conn:
             return containments.list_all(conn, include_removed=include_removed, limit=limit)
+
+    def undo_containment(self, containment_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Lift a containment before its expiry; its step is undone on the target it used."""
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            row = overrides.request_undo(conn, containment_id, actor=actor, reason=reason, now=now)
+        self._refresh_decisions()
+        self.on_work()
+        return row
+
+    def extend_containment(
+        self,
+        containment_id: str,
+        *,
+        actor: str,
+        until: datetime | None = None,
+        by: timedelta | None = None,
+        note: str = "",
+    ) -> dict[str, Any]:
+        """Move a temporary containment's expiry to `until`, or `by` later than it was."""
+        if (until is None) == (by is None):
+            raise InputError("give either a new expiry time or a duration to extend by")
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            if by is not None:
+                current = containments.get(conn, containment_id)
+                expires = current["expires_at"] if current else None
+                until = (expires or now) + by
+            assert until is not None
+            row = overrides.extend(
+                conn, containment_id, until=until, actor=actor, note=note, now=now
+            )
+        self._refresh_decisions()
+        self.on_work()
+        return row
 
     def _decisions_stale(self) -> bool:
         return time.monotonic() - self._decisions_at > DECISION_STALENESS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from clampdown.config import load_config
@@ -238,3 +239,36 @@ def test_tasks_list_refuses_an_unknown_status(cli: Run) -> None:
     result = cli("tasks", "list", "--status", "later")
     assert result.exit_code == 2
     assert "'later' is not open or done" in one_line(result.stderr)
+
+
+def test_containment_extended_then_undone_from_the_command_line(
+    cli: Run, database_url: str, config_file: Path
+) -> None:
+    rid = ingest(cli, SUSPICIOUS_IP)["id"]
+    [block] = out_json(cli("containments", "list", "--json"))["containments"]
+    before = datetime.fromisoformat(block["expires_at"])
+
+    extended = out_json(cli("containments", "extend", block["id"], "--by", "4h", "--json"))
+    assert datetime.fromisoformat(extended["expires_at"]) - before == timedelta(hours=4)
+
+    undone = cli("containments", "undo", block["id"], "--reason", "partner scanner")
+    assert undone.exit_code == 0, undone.output
+    assert one_line(undone.stdout) == f"containment {block['id']}: undo queued"
+    app = Clampdown.open(load_config(config_file), database_url=database_url)
+    try:
+        drain(app)
+        assert app.get_remediation(str(rid))["state"] == "rolled_back"
+    finally:
+        app.close()
+    assert out_json(cli("containments", "list", "--json")) == {"containments": []}
+
+
+def test_containment_commands_refuse_bad_input(cli: Run) -> None:
+    ingest(cli, SUSPICIOUS_IP)
+    [block] = out_json(cli("containments", "list", "--json"))["containments"]
+    bad = cli("containments", "extend", block["id"], "--by", "soon")
+    assert bad.exit_code == 2
+    assert "--by: not a duration: 'soon'" in one_line(bad.stderr)
+    missing = cli("containments", "undo", "nope")
+    assert missing.exit_code == 1
+    assert one_line(missing.stderr) == "error: no containment nope"

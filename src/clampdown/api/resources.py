@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -10,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from clampdown.api.deps import App, Approver, Reader
 from clampdown.api.responses import Json
+from clampdown.durations import parse_duration
+from clampdown.errors import InputError
 
 router = APIRouter(prefix="/v1")
 
@@ -119,6 +122,46 @@ async def list_containments(
         app.list_containments, include_removed=include_removed, limit=limit
     )
     return Json({"containments": rows})
+
+
+class Extension(BaseModel):
+    """A new expiry for a containment: a time, or a duration added to the current expiry."""
+
+    until: datetime | None = None
+    by: str | None = Field(default=None, description="e.g. 4h, 1d", max_length=40)
+    note: str = Field(default="", max_length=2000)
+
+
+@router.post("/containments/{containment_id}/undo", tags=["containments"])
+async def undo_containment(
+    token: Approver, app: App, containment_id: str, body: Reason | None = None
+) -> Json:
+    """Lift a containment before its expiry, on the target that enforces it; recorded as an
+    override (a person's undo)."""
+    reason = body.reason if body else ""
+    row = await run_in_threadpool(
+        app.undo_containment, containment_id, actor=f"token:{token.name}", reason=reason
+    )
+    return Json(row, status_code=202)
+
+
+@router.post("/containments/{containment_id}/extend", tags=["containments"])
+async def extend_containment(
+    token: Approver, app: App, containment_id: str, body: Extension
+) -> Json:
+    """Move a temporary containment's expiry (`until`, or `by` a duration)."""
+    if body.until is not None and body.until.tzinfo is None:
+        raise InputError("until: give a time zone, e.g. 2026-12-01T10:00:00Z")
+    try:
+        by = parse_duration(body.by) if body.by is not None else None
+    except ValueError as exc:
+        raise InputError(f"by: {exc}") from None
+    row = await run_in_threadpool(
+        lambda: app.extend_containment(
+            containment_id, actor=f"token:{token.name}", until=body.until, by=by, note=body.note
+        )
+    )
+    return Json(row)
 
 
 @router.get("/actions", tags=["actions"])

@@ -19,6 +19,7 @@ from clampdown.cli.output import errors_to_exit, fail, listing, print_json
 from clampdown.cli.playbooks import playbooks_app
 from clampdown.cli.targets import targets_app
 from clampdown.config import Config, load_config
+from clampdown.durations import parse_duration
 from clampdown.services import Clampdown, parse_json
 
 app = typer.Typer(
@@ -350,6 +351,43 @@ def containments_list(
             ("remediation", lambda r: r["remediation_id"]),
         ],
     )
+
+
+@containments_app.command("undo")
+def containments_undo(
+    ctx: typer.Context,
+    containment_id: Annotated[str, typer.Argument(help="The containment id.")],
+    reason: Annotated[str, typer.Option(help="Recorded with the undo.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Lift a containment before its expiry (the engine undoes it on its target)."""
+    with _session(ctx) as clampdown:
+        row = clampdown.undo_containment(containment_id, actor=_actor(), reason=reason)
+    if as_json:
+        print_json(row)
+    else:
+        output.out.print(f"containment {row['id']}: undo queued")
+
+
+@containments_app.command("extend")
+def containments_extend(
+    ctx: typer.Context,
+    containment_id: Annotated[str, typer.Argument(help="The containment id.")],
+    by: Annotated[str, typer.Option(help="Add this much to the expiry, e.g. 4h or 1d.")],
+    note: Annotated[str, typer.Option(help="Recorded with the change.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Keep a temporary containment in force longer."""
+    try:
+        extra = parse_duration(by)
+    except ValueError as exc:
+        fail(f"--by: {exc}")
+    with _session(ctx) as clampdown:
+        row = clampdown.extend_containment(containment_id, actor=_actor(), by=extra, note=note)
+    if as_json:
+        print_json(row)
+    else:
+        output.out.print(f"containment {row['id']} now expires at {row['expires_at']}")
 
 
 @tasks_app.command("list")

@@ -37,7 +37,11 @@ _OPENED = (StepState.SUCCEEDED.value, StepState.UNDONE.value)
 
 def ended(state: str, steps: list[dict[str, Any]], now: datetime) -> bool:
     """True when nothing more will happen to the remediation's effects."""
-    if state in (RemediationState.FAILED.value, RemediationState.EXPIRED.value):
+    if state in (
+        RemediationState.FAILED.value,
+        RemediationState.EXPIRED.value,
+        RemediationState.ROLLED_BACK.value,
+    ):
         return True
     if state != RemediationState.SUCCEEDED.value:
         return False

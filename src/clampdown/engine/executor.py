@@ -32,7 +32,7 @@ from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
 from clampdown.actions.notify import NotifyParams, NotifySend
 from clampdown.config import Config
-from clampdown.engine import approvals, closing, planner, rollback
+from clampdown.engine import approvals, closing, overrides, planner, rollback
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
@@ -180,7 +180,7 @@ class Executor:
                     if adopted.rows is not None:
                         run.remediation, run.steps = adopted.rows
                 await self._drive(run)
-            elif job.kind == planner.UNDO_STEP:
+            elif job.kind in (planner.UNDO_STEP, overrides.UNDO_EARLY):
                 await self._undo_step(job)
             elif job.kind == rollback.ROLLBACK:
                 await rollback.run(self, job)
@@ -813,6 +813,8 @@ class Executor:
                 now=now,
             )
             return
+        early = job.kind == overrides.UNDO_EARLY
+        actor, why = overrides.requester(conn, rid, key) if early else (ENGINE, "")
         remediations.update_step(conn, rid, key, state=StepState.UNDONE.value)
         remediations.record(
             conn,
@@ -820,29 +822,30 @@ class Executor:
             key,
             StepState.SUCCEEDED.value,
             StepState.UNDONE.value,
-            reason="expired: undone on schedule",
-            actor=ENGINE,
+            reason=f"undone early ({why})" if early else "expired: undone on schedule",
+            actor=actor,
             now=now,
         )
-        still_held = [
-            s
-            for s in remediations.steps(conn, rid)
-            if s["state"] == StepState.SUCCEEDED.value and s["expires_at"] is not None
-        ]
-        if not still_held:
-            remediations.set_state(
-                conn,
-                rid,
-                from_state=RemediationState.SUCCEEDED.value,
-                to_state=RemediationState.EXPIRED.value,
-                reason="every temporary containment expired and was undone",
-                actor=ENGINE,
-                now=now,
-            )
-            steps = remediations.steps(conn, rid)
-            closing.enqueue_if_ended(
-                conn, rid, RemediationState.EXPIRED.value, steps, now, self.config.targets
-            )
+        steps = remediations.steps(conn, rid)
+        if any(s["state"] == StepState.SUCCEEDED.value and s["expires_at"] for s in steps):
+            return
+        if early:
+            ended = RemediationState.ROLLED_BACK
+            reason = "a containment was undone early at a person's request"
+        else:
+            ended = RemediationState.EXPIRED
+            reason = "every temporary containment expired and was undone"
+        moved = remediations.set_state(
+            conn,
+            rid,
+            from_state=RemediationState.SUCCEEDED.value,
+            to_state=ended.value,
+            reason=reason,
+            actor=actor,
+            now=now,
+        )
+        if moved:
+            closing.enqueue_if_ended(conn, rid, ended.value, steps, now, self.config.targets)
 
 
 def _task_already_done(conn: Connection, result: ActionResult) -> bool:

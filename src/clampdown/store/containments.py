@@ -58,6 +58,21 @@ def remove(conn: Connection, containment_id: str, *, reason: str, now: datetime)
     return bool(done)
 
 
+def set_expiry(
+    conn: Connection, containment_id: str, expires_at: datetime, *, now: datetime
+) -> bool:
+    """Change an active containment's expiry; the stream carries it as an `add` (an upsert)."""
+    _serialize_stream(conn)
+    done = conn.execute(
+        update(_t)
+        .where(_t.c.id == containment_id, _t.c.removed_at.is_(None))
+        .values(expires_at=expires_at)
+    ).rowcount
+    if done and conn.execute(_TARGET, {"b_id": containment_id}).scalar_one() == BUILTIN:
+        conn.execute(_INSERT_EVENT, {"containment_id": containment_id, "op": "add", "at": now})
+    return bool(done)
+
+
 def get(conn: Connection, containment_id: str) -> dict[str, Any] | None:
     """One containment."""
     row = conn.execute(_GET, {"b_id": containment_id}).first()

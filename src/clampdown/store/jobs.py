@@ -155,3 +155,19 @@ def pending_count(conn: Connection, *, exclude_kind: str | None = None) -> int:
     if exclude_kind is not None:
         stmt = stmt.where(_t.c.kind != exclude_kind)
     return int(conn.execute(stmt).scalar_one())
+
+
+def reschedule(
+    conn: Connection, kind: str, remediation_id: str, step_key: str, *, due_at: datetime
+) -> int:
+    """Move the due time of a step's jobs of one kind; returns how many were moved."""
+    stmt = (
+        update(_t)
+        .where(
+            _t.c.kind == kind,
+            _t.c.remediation_id == remediation_id,
+            _t.c.step_key == step_key,
+        )
+        .values(due_at=due_at)
+    )
+    return int(conn.execute(stmt).rowcount)

@@ -318,3 +318,9 @@ def containing_since(
     return [
         (str((params or {}).get("target", "")), playbook) for params, playbook in conn.execute(stmt)
     ]
+
+
+def step_by_idempotency_key(conn: Connection, key: str) -> dict[str, Any] | None:
+    """The step whose idempotency key is `key` (what its containment is keyed by)."""
+    row = conn.execute(select(_step).where(_step.c.idempotency_key == key)).first()
+    return dict(row._mapping) if row else None
