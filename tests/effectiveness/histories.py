@@ -60,7 +60,7 @@ class Story:
                 "key": key,
                 "action": action,
                 "state": state,
-                "params": {"target": target} if target else {},
+                "target": target,
                 "finished_at": at(finished) if finished is not None else None,
             }
         )

@@ -77,7 +77,8 @@ def case_of(
 ) -> Case:
     """Read one remediation's rows into a Case.
 
-    `finding` needs type, fingerprint, title, received_at and first_seen (may be None);
+    `finding` needs type, fingerprint, title, received_at and first_seen (may be None); each
+    step key, action, state, finished_at and target (None when the step names none);
     `history` must be in the order it was written.
     """
     received: datetime = finding["received_at"]
@@ -92,7 +93,7 @@ def case_of(
         title=finding["title"],
         created_at=remediation["created_at"],
         detected_at=first_seen if first_seen is not None and first_seen <= received else received,
-        targets=tuple(sorted({str(t) for s in steps if (t := (s["params"] or {}).get("target"))})),
+        targets=tuple(sorted({str(s["target"]) for s in steps if s["target"]})),
     )
     contained = [
         s["finished_at"]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, or_, select
 
 from clampdown.effectiveness import figures as fig
 from clampdown.effectiveness.cases import Case, case_of, mark_recurrence
@@ -24,6 +24,22 @@ _f, _r, _s, _h = table(FindingRow), table(RemediationRow), table(StepRow), table
 APPROVAL_WAIT_LIMIT = timedelta(minutes=30)
 """Approvals that wait longer than this count as waiting too long (configurable per call)."""
 _CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
+_STEP_KEYS = ("key", "action", "state", "finished_at", "target")
+_STEPS = select(
+    _s.c.remediation_id,
+    *(_s.c[k] for k in _STEP_KEYS[:-1]),
+    _s.c.params["target"].as_string(),  # not the whole params document: only its target
+).where(_s.c.remediation_id.in_(bindparam("b_ids", expanding=True)))
+_HISTORY_KEYS = ("step_key", "at", "from_state", "to_state", "reason", "actor")
+# Step-level entries matter only for undos (overrides); the rest are left in the database.
+_HISTORY = (
+    select(_h.c.remediation_id, *(_h.c[k] for k in _HISTORY_KEYS))
+    .where(
+        _h.c.remediation_id.in_(bindparam("b_ids", expanding=True)),
+        or_(_h.c.step_key.is_(None), _h.c.to_state == "undone"),
+    )
+    .order_by(_h.c.id)
+)
 
 
 def measure(
@@ -80,30 +96,27 @@ def load_cases(conn: Connection, *, since: datetime, until: datetime) -> list[Ca
     ids = [r.id for r in rows]
     steps: dict[str, list[dict[str, Any]]] = defaultdict(list)
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    step_cols = (_s.c.remediation_id, _s.c.key, _s.c.action, _s.c.state, _s.c.params)
-    hist_cols = (
-        _h.c.remediation_id,
-        _h.c.step_key,
-        _h.c.at,
-        _h.c.from_state,
-        _h.c.to_state,
-        _h.c.reason,
-        _h.c.actor,
-    )
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        for s in conn.execute(
-            select(*step_cols, _s.c.finished_at).where(_s.c.remediation_id.in_(chunk))
-        ):
-            steps[s.remediation_id].append(dict(s._mapping))
-        for h in conn.execute(
-            select(*hist_cols).where(_h.c.remediation_id.in_(chunk)).order_by(_h.c.id)
-        ):
-            history[h.remediation_id].append(dict(h._mapping))
+        for rid, *values in conn.execute(_STEPS, {"b_ids": chunk}):
+            steps[rid].append(dict(zip(_STEP_KEYS, values, strict=True)))
+        for rid, *values in conn.execute(_HISTORY, {"b_ids": chunk}):
+            history[rid].append(dict(zip(_HISTORY_KEYS, values, strict=True)))
     return [
         case_of(
-            dict(row._mapping),
-            {**row._mapping, "first_seen": _time(row.first_seen)},
+            {
+                "id": row.id,
+                "playbook": row.playbook,
+                "state": row.state,
+                "created_at": row.created_at,
+            },
+            {
+                "type": row.type,
+                "fingerprint": row.fingerprint,
+                "title": row.title,
+                "received_at": row.received_at,
+                "first_seen": _time(row.first_seen),
+            },
             steps[row.id],
             history[row.id],
         )
