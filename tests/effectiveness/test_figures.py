@@ -83,6 +83,8 @@ def test_every_figure_of_a_mixed_history() -> None:
     assert (f.contained, f.overridden, f.override_rate) == (4, 1, 0.25)
     assert (f.closed, f.recurred, f.recurrence_rate) == (5, 3, 0.6)
     assert f.time_to_recur == Durations(count=3, mean=377, p50=367, p90=397, max=397)
+    # E (rejected by timeout) never contained: blocks that came back are A, C and D of A-D.
+    assert (f.contained_closed, f.contained_recurred, f.contained_recurrence_rate) == (4, 3, 0.75)
     assert (f.approvals, f.approvals_slow, f.approvals_timed_out) == (2, 1, 1)
     assert f.approval_wait == Durations(count=2, mean=1800, p50=900, p90=2700, max=2700)
 
@@ -136,6 +138,18 @@ def test_timeline_buckets_by_opening_time() -> None:
         (T0 + timedelta(hours=1), 0),
         (T0 + timedelta(hours=2), 1),
     ]
+
+
+def test_timeline_starts_on_a_whole_period() -> None:
+    buckets = timeline(
+        _cases(),
+        since=T0 + timedelta(minutes=20),
+        until=T0 + timedelta(hours=2),
+        step=timedelta(hours=1),
+        now=NOW,
+        approval_limit=LIMIT,
+    )
+    assert [b.start for b in buckets] == [T0, T0 + timedelta(hours=1)]
 
 
 def test_recurring_threats_most_first() -> None:

@@ -17,6 +17,7 @@ from clampdown import logs
 from clampdown.cli import output
 from clampdown.cli.output import errors_to_exit, fail, listing, print_json
 from clampdown.cli.playbooks import playbooks_app
+from clampdown.cli.report import report
 from clampdown.cli.targets import targets_app
 from clampdown.config import Config, load_config
 from clampdown.durations import parse_duration
@@ -42,6 +43,7 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(findings_app, name="findings")
 app.add_typer(targets_app, name="targets")
+app.command("report")(report)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Limit = Annotated[int, typer.Option(min=1, max=1000, help="How many rows at most.")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from clampdown.effectiveness.cases import Case
 from clampdown.effectiveness.model import Bucket, Durations, Figures, Group, Recurring
@@ -57,6 +57,8 @@ def figures(cases: Sequence[Case], *, now: datetime, approval_limit: timedelta) 
     failed = outcomes["failed"]
     overridden = sum(c.overridden for c in contained)
     recurred = [c for c in closed if c.recurred_at is not None]
+    blocks_closed = [c for c in closed if c.contained_at is not None]
+    blocks_recurred = sum(c.recurred_at is not None for c in blocks_closed)
     return Figures(
         remediations=len(cases),
         open=sum(c.closed_at is None and c.state != "dry_run" for c in cases),
@@ -79,6 +81,9 @@ def figures(cases: Sequence[Case], *, now: datetime, approval_limit: timedelta) 
         time_to_recur=durations(
             [s for c in recurred if (s := _seconds(c.recurred_at, c.closed_at)) is not None]
         ),
+        contained_closed=len(blocks_closed),
+        contained_recurred=blocks_recurred,
+        contained_recurrence_rate=_share(blocks_recurred, len(blocks_closed)),
         approvals=len(waited),
         approvals_slow=sum(w > limit for w in waits),
         approvals_timed_out=sum(c.approval_timed_out for c in waited),
@@ -119,7 +124,13 @@ def timeline(
     now: datetime,
     approval_limit: timedelta,
 ) -> list[Bucket]:
-    """Figures of the cases opened in each period of `step` from `since` to `until`."""
+    """Figures of the cases opened in each period of `step` from `since` to `until`.
+
+    Periods are whole UTC hours or days (`step` divides a day): the first starts at or before
+    `since`.
+    """
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    since = since - (since - epoch) % step
     count = max(1, math.ceil((until - since) / step))
     buckets: list[list[Case]] = [[] for _ in range(count)]
     for case in cases:

@@ -8,7 +8,7 @@ remediation), so a week of a busy deployment is measured in one pass.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,16 +45,41 @@ _HISTORY = (
 def measure(
     conn: Connection,
     *,
-    playbooks: Sequence[str],
+    playbooks: Sequence[str] | Mapping[str, str],
     since: datetime,
     until: datetime,
     approval_wait_limit: timedelta = APPROVAL_WAIT_LIMIT,
     now: datetime | None = None,
 ) -> Effectiveness:
-    """Effectiveness of the remediations opened in [since, until)."""
-    now = now or datetime.now(UTC)
+    """Effectiveness of the remediations opened in [since, until).
+
+    `playbooks` are the loaded playbooks' names, or a mapping of each name to its mode.
+    """
     cases = load_cases(conn, since=since, until=until)
-    seen = _seen_after(conn, cases)
+    return summarize(
+        cases,
+        seen=_seen_after(conn, cases),
+        collateral=_collateral(conn, since, until),
+        playbooks=playbooks,
+        since=since,
+        until=until,
+        approval_wait_limit=approval_wait_limit,
+        now=now or datetime.now(UTC),
+    )
+
+
+def summarize(
+    cases: list[Case],
+    *,
+    seen: dict[str, list[datetime]],
+    collateral: list[Collateral],
+    playbooks: Sequence[str] | Mapping[str, str],
+    since: datetime,
+    until: datetime,
+    approval_wait_limit: timedelta,
+    now: datetime,
+) -> Effectiveness:
+    """Effectiveness of `cases`, given when each fingerprint was seen (sorted receive times)."""
     mark_recurrence(cases, seen)
     step = timedelta(hours=1) if until - since <= timedelta(days=2) else timedelta(days=1)
     common: dict[str, Any] = {"now": now, "approval_limit": approval_wait_limit}
@@ -64,6 +89,7 @@ def measure(
         generated_at=now,
         approval_wait_limit_seconds=approval_wait_limit.total_seconds(),
         playbooks=sorted(playbooks),
+        modes=dict(playbooks) if isinstance(playbooks, Mapping) else {},
         overall=fig.figures(cases, **common),
         by_playbook=fig.groups(cases, lambda c: [c.playbook], include=playbooks, **common),
         by_target=fig.groups(cases, lambda c: c.targets, **common),
@@ -71,7 +97,7 @@ def measure(
         timeline=fig.timeline(cases, since=since, until=until, step=step, **common),
         bucket_seconds=int(step.total_seconds()),
         recurring=fig.recurring(cases, seen),
-        collateral=_collateral(conn, since, until),
+        collateral=collateral,
     )
 
 

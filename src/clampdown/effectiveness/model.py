@@ -47,6 +47,11 @@ class Figures(BaseModel):
     recurred: int = Field(0, description="Closed, then the same fingerprint was seen again")
     recurrence_rate: float | None = Field(None, description="recurred / closed")
     time_to_recur: Durations = Field(default_factory=Durations)
+    contained_closed: int = Field(0, description="Closed after containing (blocks that ended)")
+    contained_recurred: int = Field(0, description="Of those, the threat was seen again")
+    contained_recurrence_rate: float | None = Field(
+        None, description="contained_recurred / contained_closed: blocks that did not last"
+    )
     approvals: int = Field(0, description="Remediations that waited for approval")
     approvals_slow: int = Field(0, description="Waited longer than the limit (or still do)")
     approvals_timed_out: int = Field(0, description="Decided by the approval timeout")
@@ -61,7 +66,11 @@ class Group(BaseModel):
 
 
 class Bucket(BaseModel):
-    """Figures of the remediations opened in one period (a day, or an hour for short spans)."""
+    """Figures of the remediations opened in one period: a UTC day, or an hour for short spans.
+
+    The first and last buckets may be partly outside [since, until): only remediations
+    inside it are counted.
+    """
 
     start: datetime
     figures: Figures
@@ -97,6 +106,9 @@ class Effectiveness(BaseModel):
     generated_at: datetime
     approval_wait_limit_seconds: float
     playbooks: list[str] = Field(description="Every playbook loaded, including those never fired")
+    modes: dict[str, str] = Field(
+        default_factory=dict, description="Each loaded playbook's mode (automatic, approval...)"
+    )
     overall: Figures
     by_playbook: list[Group]
     by_target: list[Group]
