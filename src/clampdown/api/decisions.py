@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from clampdown.api.deps import App, Reader
+from clampdown.api.metrics import Tally
 from clampdown.api.responses import Json
 from clampdown.engine.decisions import Request, Verdict
 from clampdown.model import Decision
@@ -35,6 +36,7 @@ def verdict_body(verdict: Verdict) -> dict[str, object]:
 async def check(
     _t: Reader,
     app: App,
+    tally: Tally,
     ip: str = "",
     api_key: str = "",
     method: str = "",
@@ -46,7 +48,9 @@ async def check(
 ) -> Json:
     """Allow, deny or throttle one request (an API key is compared, never logged)."""
     request = Request(ip, api_key, method, path, api, subscription, client_id, user)
-    return Json(verdict_body(await app.decide_async(request)))
+    verdict = await app.decide_async(request)
+    tally.count(api, verdict.decision)
+    return Json(verdict_body(verdict))
 
 
 @router.get(
@@ -57,6 +61,7 @@ async def check(
 async def auth(
     _t: Reader,
     app: App,
+    tally: Tally,
     x_real_ip: Annotated[str, Header()] = "",
     x_original_method: Annotated[str, Header()] = "",
     x_original_uri: Annotated[str, Header()] = "",
@@ -82,6 +87,7 @@ async def auth(
         user=x_user,
     )
     verdict = await app.decide_async(request)
+    tally.count(x_api_id, verdict.decision)
     if verdict.decision is Decision.ALLOW:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     headers = {"X-Clampdown-Decision": verdict.decision.value}

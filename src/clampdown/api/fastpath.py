@@ -25,6 +25,7 @@ from starlette.types import Scope as ASGIScope
 from clampdown.api.decisions import verdict_body
 from clampdown.config import Scope
 from clampdown.engine.decisions import Request, Verdict
+from clampdown.metrics.decisions import DecisionTally
 from clampdown.model import Decision
 from clampdown.services import Clampdown
 
@@ -55,8 +56,9 @@ _ALLOW_HEADERS = ((b"content-length", str(len(_ALLOW_BODY)).encode()), (b"conten
 class DecisionFastPath:
     """Answers decision checks that need nothing but a read token and the in-memory list."""
 
-    def __init__(self, clampdown: Clampdown) -> None:
+    def __init__(self, clampdown: Clampdown, tally: DecisionTally) -> None:
         self._clampdown = clampdown
+        self._count = tally.count
         # Authorization header values already seen to carry a token with the read scope:
         # the token digest is computed once per spelling, not per request. Only accepted
         # values are kept, so the set cannot be grown by presenting wrong tokens.
@@ -96,6 +98,7 @@ class DecisionFastPath:
         except Exception:
             # Let the route answer the failure in the API's error shape (and log it).
             return False
+        self._count(fields.get("api", ""), verdict.decision)
         await send(messages[0])
         await send(messages[1])
         return True

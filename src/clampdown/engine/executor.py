@@ -16,6 +16,7 @@ latest first, and the last of those jobs fails the remediation.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from clampdown.engine.retry import backoff
 from clampdown.engine.safety import Rails
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
 from clampdown.links import Links
+from clampdown.metrics.steps import IGNORED, StepMetrics
 from clampdown.model import Finding, RemediationState, StepState
 from clampdown.playbooks.expressions import Expression, compile_value, render_value
 from clampdown.store import findings, jobs, remediations, tasks
@@ -158,6 +160,7 @@ class Executor:
         session: aiohttp.ClientSession,
         *,
         due: Callable[[datetime], None] = lambda when: None,
+        metrics: StepMetrics = IGNORED,
     ) -> None:
         self.db = db
         self.config = config
@@ -169,6 +172,7 @@ class Executor:
         self._quiet_until = 0.0
         self.due = due
         self.lease = timedelta(seconds=config.engine.lease_seconds)
+        self.metrics = metrics
 
     async def run(self, job: Job, adopted: Adopted | None = None) -> None:
         """Do one job (with what planning knew, when it was planned here); never raises."""
@@ -199,7 +203,16 @@ class Executor:
     async def _drive(self, run: _Run) -> None:
         run, nxt = await self.db.run_async(partial(self._advance, run=run, previous=None))
         while isinstance(nxt, _Call):
+            began = time.perf_counter()
             previous = (nxt, await self._call(run, nxt))
+            self.metrics.step_ended(
+                run.remediation,
+                run.steps,
+                nxt.step,
+                previous[1],
+                seconds=time.perf_counter() - began,
+                max_attempts=self.max_attempts(nxt.step),
+            )
             run, nxt = await self.db.run_async(partial(self._advance, run=run, previous=previous))
         if nxt is _VERIFY:
             await self._verify(run)

@@ -19,6 +19,7 @@ from clampdown.config import Config
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.executor import Adopted, Executor
 from clampdown.engine.ports import refresh_decisions
+from clampdown.metrics.steps import IGNORED, StepMetrics
 from clampdown.store import jobs
 from clampdown.store.db import Database
 
@@ -72,8 +73,11 @@ class Worker:
     every `poll_interval` for work from other processes.
     """
 
-    def __init__(self, db: Database, config: Config, cache: DecisionCache) -> None:
+    def __init__(
+        self, db: Database, config: Config, cache: DecisionCache, *, metrics: StepMetrics = IGNORED
+    ) -> None:
         self.db = db
+        self.metrics = metrics
         self.config = config
         self.cache = cache
         self.owner = worker_id()
@@ -120,7 +124,9 @@ class Worker:
         settings = self.config.engine
         connector = aiohttp.TCPConnector(limit=settings.concurrency, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector) as session:
-            executor = Executor(self.db, self.config, self.cache, session, due=self._due)
+            executor = Executor(
+                self.db, self.config, self.cache, session, due=self._due, metrics=self.metrics
+            )
             while not stop.is_set():
                 try:
                     await self._turn(executor, stop)
