@@ -127,6 +127,16 @@ class SafetyConfig(_Strict):
     )
 
 
+class ConsoleConfig(_Strict):
+    """The web console's sessions (docs/console.md)."""
+
+    session_secret: SecretRef | None = Field(
+        default=None,
+        description="signs session cookies; none: a random key per process (restarts log out)",
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -141,6 +151,7 @@ class Config(_Strict):
         default=None, description="signed approve / reject links in messages"
     )
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     # Validators run in this order: the built-in target exists before the lease is checked.
     @model_validator(mode="after")

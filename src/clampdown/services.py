@@ -17,6 +17,9 @@ from sqlalchemy import Connection
 from clampdown.actions import registry
 from clampdown.actions.redaction import redacted
 from clampdown.config import Config, TokenConfig
+from clampdown.effectiveness.measure import measure
+from clampdown.effectiveness.model import Effectiveness
+from clampdown.effectiveness.snapshots import Snapshots
 from clampdown.engine import approvals, overrides, planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
 from clampdown.engine.executor import Adopted
@@ -106,11 +109,14 @@ class Clampdown:
         self._tokens: dict[str, TokenConfig] | None = None
         self._decisions_at = 0.0
         self.on_work: Callable[[], None] = lambda: None
+        # Told of the findings of every accepted delivery (metrics count them by shape).
+        self.on_ingested: Callable[[list[Finding]], None] = lambda found: None
         # Set by a worker running in this process: new jobs are leased to it and handed over.
         self.lease_for_new_jobs: Callable[[], tuple[str, datetime]] | None = None
         self.adopt: Callable[[list[Adopted]], None] = lambda items: None
         # How the in-process engine is doing: absent, running, failing or stopped.
         self.engine_state: Callable[[], str] = lambda: "absent"
+        self._snapshots: Snapshots | None = None
 
     @classmethod
     def open(cls, config: Config, *, database_url: str | None = None) -> Clampdown:
@@ -121,7 +127,9 @@ class Clampdown:
         return cls(config, db, playbooks)
 
     def close(self) -> None:
-        """Release database connections."""
+        """Stop background measuring; release database connections."""
+        if self._snapshots is not None:
+            self._snapshots.close()
         self.db.dispose()
 
     def authenticate(self, presented: str) -> TokenConfig | None:
@@ -149,6 +157,7 @@ class Clampdown:
     def _ingested(
         self, results: list[IngestedFinding], normalized: list[Finding]
     ) -> list[IngestedFinding]:
+        self.on_ingested(normalized)
         adopted = [
             Adopted(planned.job, finding, planned.rows)
             for item, finding in zip(results, normalized, strict=True)
@@ -356,6 +365,29 @@ class Clampdown:
         assert done is not None
         return done
 
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """One guided task."""
+        with self.db.read() as conn:
+            task = tasks.get(conn, task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id}")
+        return task
+
+    def tick_task_step(self, task_id: str, step: int, *, done: bool, actor: str) -> dict[str, Any]:
+        """Tick (or untick) one checklist item of an open task; who and when are kept."""
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            task = tasks.get(conn, task_id)
+            if task is None:
+                raise NotFoundError(f"no task {task_id}")
+            if task["status"] != "open":
+                raise ConflictError(f"task {task_id} is already {task['status']}")
+            if not 0 <= step < len(task["steps"]):
+                raise InputError(f"task {task_id} has no checklist item {step + 1}")
+            ticked = tasks.set_step_done(conn, task_id, step, done=done, by=actor, now=now)
+        assert ticked is not None
+        return ticked
+
     # -- containments and decisions ----------------------------------------------------
 
     def list_containments(
@@ -443,6 +475,33 @@ class Clampdown:
         removed = [c["id"] for c in changes if c["op"] == "remove"]
         next_cursor = changes[-1]["seq"] if changes else cursor
         return {"cursor": next_cursor, "snapshot": False, "added": added, "removed": removed}
+
+    # -- effectiveness -----------------------------------------------------------------
+
+    def effectiveness(self, *, since: datetime, until: datetime | None = None) -> Effectiveness:
+        """How well remediation worked for what was opened in [since, until)."""
+        now = datetime.now(UTC)
+        until = until or now
+        if since >= until:
+            raise InputError(
+                f"the period is empty: {since.isoformat()} is not before {until.isoformat()}"
+            )
+        with self.db.read() as conn:
+            return measure(
+                conn,
+                playbooks={p.name: p.mode.value for p in self.playbooks},
+                since=since,
+                until=until,
+                now=now,
+            )
+
+    def effectiveness_snapshot(self, span: timedelta) -> Effectiveness | None:
+        """The latest measurement of the last `span`, from the background (None: under way)."""
+        if self._snapshots is None:
+            self._snapshots = Snapshots(
+                lambda wanted: self.effectiveness(since=datetime.now(UTC) - wanted)
+            )
+        return self._snapshots.latest(span)
 
     # -- catalog and health ------------------------------------------------------------
 

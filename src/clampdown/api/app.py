@@ -13,8 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from clampdown import __version__
-from clampdown.api import decisions, ingest, links, resources
+from clampdown import __version__, console
+from clampdown.api import decisions, effectiveness, ingest, links, metrics, resources
 from clampdown.api.deps import BEARER
 from clampdown.api.fastpath import DecisionFastPath
 from clampdown.api.responses import Json, error
@@ -27,6 +27,7 @@ from clampdown.errors import (
     NormalizationError,
     NotFoundError,
 )
+from clampdown.metrics.app import AppMetrics
 from clampdown.services import Clampdown
 
 log = structlog.get_logger("clampdown.api")
@@ -52,13 +53,16 @@ def create_app(
     With `fast_decisions` (the default), most decision checks skip FastAPI (see fastpath.py);
     without, every request goes through the FastAPI routes.
     """
+    telemetry = AppMetrics(clampdown)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not run_worker:
             yield
             return
-        worker = Worker(clampdown.db, clampdown.config, clampdown.decisions)
+        worker = Worker(
+            clampdown.db, clampdown.config, clampdown.decisions, metrics=telemetry.steps
+        )
         loop = asyncio.get_running_loop()
         # Ingest commits in a thread; wake the worker on the loop's own thread.
 
@@ -83,16 +87,20 @@ def create_app(
         title="Clampdown",
         version=__version__,
         summary="Turns API threat detections into enforced, verified, reversible action.",
-        lifespan=lifespan,
+        lifespan=telemetry.lifespan(lifespan),
         default_response_class=Json,
     )
     app.state.clampdown = clampdown
+    app.state.metrics = telemetry
     if fast_decisions:
-        app.fast_path = DecisionFastPath(clampdown)
+        app.fast_path = DecisionFastPath(clampdown, telemetry.decisions)
     app.include_router(ingest.router)
     app.include_router(resources.router)
     app.include_router(decisions.router)
     app.include_router(links.router)
+    app.include_router(effectiveness.router)
+    app.include_router(metrics.router)
+    console.install(app, clampdown)  # the web console: routes, stylesheet, sessions
     _install_error_handlers(app)
     _document_bearer_auth(app)
     return app

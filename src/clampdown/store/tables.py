@@ -96,16 +96,24 @@ class RemediationRow(Base):
 
     __tablename__ = "remediations"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    playbook: Mapped[str] = mapped_column(String(200), index=True)
+    playbook: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(30), index=True)
+    state: Mapped[str] = mapped_column(String(30))
     finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id"))
     group_key: Mapped[str] = mapped_column(String(1000))
     group_until: Mapped[datetime | None]
     finding_count: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
-    __table_args__ = (Index("ix_remediations_group", "playbook", "group_key"),)
+    __table_args__ = (
+        Index("ix_remediations_group", "playbook", "group_key"),
+        # Counting by playbook and state (metrics) reads only this index.
+        Index("ix_remediations_playbook_state", "playbook", "state"),
+        # Newest first within one state or one playbook without sorting all of its rows
+        # (console lists); they also serve every look-up by state or by playbook alone.
+        Index("ix_remediations_state_created", "state", "created_at"),
+        Index("ix_remediations_playbook_created", "playbook", "created_at"),
+    )
 
 
 class RemediationFindingRow(Base):
@@ -241,3 +249,16 @@ class TaskRow(Base):
     completed_at: Mapped[datetime | None]
     completed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    steps_done: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    """Checklist ticks: [{"step": index into `steps`, "by": actor, "at": ISO time}, ...]."""
+
+
+class DecisionTallyRow(Base):
+    """Decisions answered in one hour for one API (as gateways name it), by verdict."""
+
+    __tablename__ = "decision_tallies"
+    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    api: Mapped[str] = mapped_column(String(300), primary_key=True)
+    allowed: Mapped[int] = mapped_column(BigInteger)
+    denied: Mapped[int] = mapped_column(BigInteger)
+    throttled: Mapped[int] = mapped_column(BigInteger)

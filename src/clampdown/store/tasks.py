@@ -46,3 +46,25 @@ def complete(conn: Connection, task_id: str, *, by: str, note: str, now: datetim
             .values(status="done", completed_at=now, completed_by=by, note=note)
         ).rowcount
     )
+
+
+def set_step_done(
+    conn: Connection, task_id: str, index: int, *, done: bool, by: str, now: datetime
+) -> dict[str, Any] | None:
+    """Tick (or untick) checklist item `index` of a task; returns the task, None if unknown.
+
+    The caller checks that the task is open and the index exists. On PostgreSQL the row is
+    locked first, so that two people ticking at once both keep their tick.
+    """
+    stmt = select(_t.c.steps_done).where(_t.c.id == task_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    ticks = [t for t in (row.steps_done or []) if t.get("step") != index]
+    if done:
+        ticks.append({"step": index, "by": by, "at": now.isoformat()})
+    ticks.sort(key=lambda t: int(t["step"]))
+    conn.execute(update(_t).where(_t.c.id == task_id).values(steps_done=ticks or None))
+    return get(conn, task_id)
