@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -217,11 +217,29 @@ def test_the_playbooks_page_counts_by_state_and_shows_the_latest(
     assert f'data-remediation-id="{world["failed"]}"' in failing
 
 
-def test_the_effectiveness_page_is_a_placeholder(client: TestClient) -> None:
+def test_the_effectiveness_page_shows_background_figures_and_charts(
+    client: TestClient, console_app: Clampdown, ingest: Ingest
+) -> None:
     login(client)
-    html = client.get("/console/effectiveness").text
-    assert 'id="effectiveness-figures"' in html
-    assert 'id="effectiveness-charts"' in html
+    ingest("block-me", settle=True)
+    ingest("block-me", 2, settle=True, ips=["192.0.2.1"])  # the same threat, after the close
+
+    pending = client.get("/console/effectiveness?period=24h")
+    assert pending.status_code == 200
+    assert 'id="effectiveness-pending"' in pending.text
+    assert '<meta http-equiv="refresh"' in pending.text  # reloads itself, without JavaScript
+    assert console_app._snapshots is not None
+    console_app._snapshots.wait(timedelta(hours=24), timeout=30)
+
+    html = client.get("/console/effectiveness?period=24h").text
+    assert 'id="effectiveness-pending"' not in html
+    assert 'id="figures"' in html
+    for chart in ("chart-contain", "chart-outcomes", "chart-playbooks", "chart-recurring"):
+        assert f'id="{chart}"' in html
+    assert 'data-kind="never_fires"' in html  # the suggestions of the same report
+    assert ESCAPED_TITLE in html  # the recurring threat's title, as text
+    assert_inert(html)
+    assert client.get("/console/effectiveness?period=1y").status_code == 400
 
 
 def test_unknown_things_are_html_404_pages(client: TestClient) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -44,6 +44,9 @@ from clampdown.errors import (
     InputError,
     NotFoundError,
 )
+from clampdown.report.render import svg_charts
+from clampdown.report.suggestions import suggest
+from clampdown.report.view import build_view
 from clampdown.services import Clampdown
 
 log = structlog.get_logger("clampdown.console")
@@ -51,6 +54,8 @@ router = APIRouter()
 T = TypeVar("T")
 
 EXTENSIONS = {"1h": "1 hour", "4h": "4 hours", "24h": "24 hours", "7d": "7 days"}
+PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+"""The periods the effectiveness page offers (each measured in the background)."""
 """The durations a containment can be extended by, as the form offers them."""
 MAX_FIELD = 2000
 
@@ -450,9 +455,22 @@ async def playbooks(request: Request, session: Viewer, app: App) -> Response:
 
 
 @router.get("/console/effectiveness")
-async def effectiveness(request: Request, session: Viewer) -> Response:
-    """Where the effectiveness figures and charts go."""
-    return show(request, session, "effectiveness.html", nav="effectiveness")
+async def effectiveness(
+    request: Request, session: Viewer, app: App, period: str = "7d"
+) -> Response:
+    """Effectiveness figures, suggestions and charts of the last day, week or month.
+
+    The figures come from a background measurement (see effectiveness.snapshots): the page
+    never waits for one, and says how old the figures it shows are.
+    """
+    if period not in PERIODS:
+        raise Refused(400, f"Show one of the periods {', '.join(PERIODS)}.")
+    eff = app.effectiveness_snapshot(PERIODS[period])
+    context: dict[str, Any] = {"period": period, "periods": list(PERIODS), "view": None}
+    if eff is not None:
+        view = build_view(eff, suggest(eff))
+        context.update(view=view, charts=svg_charts(view))
+    return show(request, session, "effectiveness.html", nav="effectiveness", **context)
 
 
 @router.api_route("/console/{rest:path}", methods=["GET", "POST"])

@@ -43,7 +43,7 @@ def render_html(eff: Effectiveness, suggestions: Sequence[Suggestion]) -> str:
     """A self-contained page: inline CSS and SVG, no script, no external asset."""
     view = build_view(eff, suggestions)
     template = _html_env().get_template("report.html.j2")
-    return template.render(view=view, charts=_svg_charts(view))
+    return template.render(view=view, charts=svg_charts(view))
 
 
 def render_markdown(eff: Effectiveness, suggestions: Sequence[Suggestion]) -> str:
@@ -71,7 +71,8 @@ def render_json(eff: Effectiveness, suggestions: Sequence[Suggestion]) -> str:
 # -- charts --------------------------------------------------------------------------------
 
 
-def _svg_charts(view: ReportView) -> dict[str, Markup]:
+def svg_charts(view: ReportView) -> dict[str, Markup]:
+    """The report's charts as inline SVG, by name (the console shows the same ones)."""
     timeline = view.timeline
     per = f"per {view.bucket}"
     return {
