@@ -60,7 +60,8 @@ def test_stale_snapshot_is_served_while_a_new_one_is_measured() -> None:
         snapshots.latest(DAY)
         first = snapshots.wait(DAY, timeout=5)
         assert first is not None
-        served = snapshots.latest(DAY)  # stale at once (max_age 0): served, and refreshed
+        threading.Event().wait(0.05)  # longer than ten times the (instant) measurement
+        served = snapshots.latest(DAY)  # stale (max_age 0): served, and refreshed
         assert served is first
         second = snapshots.wait(DAY, timeout=5)
         assert second is not None
@@ -82,7 +83,28 @@ def test_a_failed_measurement_keeps_the_previous_figures() -> None:
     try:
         snapshots.latest(DAY)
         first = snapshots.wait(DAY, timeout=5)
+        threading.Event().wait(0.05)
         snapshots.latest(DAY)
         assert snapshots.wait(DAY, timeout=5) is first
+        assert outcomes == []  # the failing measurement did run
+    finally:
+        snapshots.close()
+
+
+def test_a_slow_measurement_is_repeated_less_often() -> None:
+    calls: list[timedelta] = []
+
+    def slow(span: timedelta) -> Effectiveness:
+        calls.append(span)
+        threading.Event().wait(0.2)  # ten times this (2 s) must pass before the next one
+        return _result(len(calls))
+
+    snapshots = Snapshots(slow, max_age=0)
+    try:
+        snapshots.latest(DAY)
+        first = snapshots.wait(DAY, timeout=5)
+        assert snapshots.latest(DAY) is first
+        assert snapshots.wait(DAY, timeout=5) is first
+        assert calls == [DAY]
     finally:
         snapshots.close()
