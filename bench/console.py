@@ -1,12 +1,11 @@
 """Benchmark: web console page times over a large store.
 
 Seeds a database (SQLite by default, or --database-url: it must be empty) with --findings
-findings, one remediation each (eight playbooks, states spread as a busy month leaves them,
-two steps and four history rows each), containments (most lifted, some active) and guided
-tasks; then runs a real `clampdown serve`, logs in to the console, waits for the background
-effectiveness measurements (and prints how long they took) and times every page (--rounds
-GETs each, after one warm-up). Prints p50, p90 and max per page against the target
-(p99 under 200 ms; with few rounds, max stands for p99).
+findings and what the default pack would have made of them (bench/seed.py); then runs a
+real `clampdown serve`, logs in to the console, waits for the background effectiveness
+measurements (and prints how long they took) and times every page (--rounds GETs each,
+after one warm-up). Prints p50, p90 and max per page against the target (p99 under 200 ms;
+with few rounds, max stands for p99).
 
     python bench/console.py [--findings 100000] [--rounds 20] [--database-url URL]
 
@@ -18,249 +17,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import re
 import shutil
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import yaml
-from sqlalchemy import insert
+from sqlalchemy import select
 
 from clampdown.store.db import Database
-from clampdown.store.tables import (
-    ContainmentRow,
-    FindingRow,
-    HistoryRow,
-    RemediationFindingRow,
-    RemediationRow,
-    StepRow,
-    TaskRow,
-    table,
-)
+from clampdown.store.tables import RemediationRow, table
 from common import free_port, percentile, start_serve, stop_serve, wait_ready
+from seed import TRIAL, seed
+
+_rem = table(RemediationRow)
 
 TOKEN = "bench-console-token"
 TARGET_MS = 200.0
-PLAYBOOKS = [f"bench-playbook-{n}" for n in range(8)]
-# A month of traffic: almost everything finished, a few hundred still open.
-STATES = [
-    ("succeeded", 0.80),
-    ("expired", 0.08),
-    ("failed", 0.05),
-    ("rejected", 0.02),
-    ("dry_run", 0.04),
-    ("running", 0.004),
-    ("awaiting_approval", 0.004),
-    ("verifying", 0.001),
-    ("planned", 0.001),
-]
-BATCH = 5000
-PLAYBOOK = """
-apiVersion: clampdown/v1
-kind: Playbook
-metadata: {{name: {name}}}
-spec:
-  match: {{types: [{name}-matches-nothing]}}
-  mode: automatic
-  steps:
-    - id: block
-      uses: gateway.block
-      with: {{target: builtin, ip: "${{{{ finding.ip }}}}"}}
-      expires: 1h
-"""
 
 
-def pick_state(rng: random.Random) -> str:
-    roll = rng.random()
-    for state, share in STATES:
-        roll -= share
-        if roll < 0:
-            return state
-    return "succeeded"
-
-
-def finding_data(n: int, at: datetime) -> dict[str, Any]:
-    """A stored finding as `Finding.model_dump(mode="json")` would write it."""
-    ip = f"198.18.{(n >> 8) & 255}.{n & 255}"
-    return {
-        "source": "defender",
-        "source_id": f"bench-{n}",
-        "shape": "defender-rest",
-        "kind": "alert",
-        "type": "API_AccessFromSuspiciousIP",
-        "title": f"Access from a suspicious IP address ({ip})",
-        "description": "",
-        "severity": "high",
-        "status": "active",
-        "first_seen": at.isoformat(),
-        "last_seen": at.isoformat(),
-        "reported_at": at.isoformat(),
-        "tactics": [],
-        "techniques": [],
-        "ips": [ip],
-        "apis": [],
-        "endpoint": None,
-        "credentials": [],
-        "users": [],
-        "user_agent": "curl/8.0",
-        "url": None,
-        "remediation_steps": [],
-        "properties": {},
-        "raw": {},
-    }
-
-
-def seed(database_url: str, count: int) -> str:
-    """Fill the store; returns the id of one remediation (for the timeline page)."""
-    rng = random.Random(7)
+def sample_remediation(database_url: str) -> tuple[str, str]:
+    """(id, playbook) of one remediation awaiting approval, for the timeline page."""
     db = Database(database_url)
-    db.migrate()
-    now = datetime.now(UTC)
-    start = now - timedelta(days=30)
-    sample_id = ""
-    for first in range(0, count, BATCH):
-        found, rems, links, steps, hist, conts, tasks = [], [], [], [], [], [], []
-        for n in range(first, min(count, first + BATCH)):
-            fid = n + 1
-            at = start + timedelta(seconds=30 * 24 * 3600 * n / count)
-            data = finding_data(n, at)
-            found.append(
-                {
-                    "id": fid,
-                    "source": data["source"],
-                    "source_id": data["source_id"],
-                    "shape": data["shape"],
-                    "kind": "alert",
-                    "type": data["type"],
-                    "severity": "high",
-                    "fingerprint": uuid.uuid4().hex,
-                    "title": data["title"],
-                    "received_at": at,
-                    "data": data,
-                }
-            )
-            rid = uuid.uuid4().hex
-            state = pick_state(rng)
-            playbook = PLAYBOOKS[n % len(PLAYBOOKS)]
-            done = at + timedelta(seconds=5)
-            rems.append(
-                {
-                    "id": rid,
-                    "playbook": playbook,
-                    "mode": "automatic",
-                    "state": state,
-                    "finding_id": fid,
-                    "group_key": data["ips"][0],
-                    "group_until": at + timedelta(hours=1),
-                    "finding_count": 1,
-                    "created_at": at,
-                    "updated_at": done,
-                }
-            )
-            links.append({"remediation_id": rid, "finding_id": fid, "added_at": at})
-            for pos, (key, action) in enumerate(
-                [("block", "gateway.block"), ("tell", "notify.send")]
-            ):
-                steps.append(
-                    {
-                        "remediation_id": rid,
-                        "key": key,
-                        "position": pos,
-                        "action": action,
-                        "spec": {"id": key, "uses": action},
-                        "state": "succeeded",
-                        "attempts": 1,
-                        "params": {"target": "builtin", "ip": data["ips"][0]},
-                        "result": {"output": {}, "summary": "done"},
-                        "error": None,
-                        "idempotency_key": f"{rid}:{key}",
-                        "expires_at": at + timedelta(hours=1) if key == "block" else None,
-                        "started_at": at,
-                        "finished_at": done,
-                    }
-                )
-            for step_key, frm, to in [
-                (None, None, "planned"),
-                (None, "planned", "running"),
-                ("block", "pending", "succeeded"),
-                (None, "running", state),
-            ]:
-                hist.append(
-                    {
-                        "remediation_id": rid,
-                        "step_key": step_key,
-                        "at": done,
-                        "from_state": frm,
-                        "to_state": to,
-                        "reason": "bench",
-                        "actor": "engine",
-                    }
-                )
-            if state in ("succeeded", "expired") and n % 3 == 0:
-                active = n > count - 1500
-                conts.append(
-                    {
-                        "id": uuid.uuid4().hex,
-                        "key": f"{rid}:block",
-                        "target": "builtin",
-                        "kind": "block",
-                        "subject_type": "ip",
-                        "subject": data["ips"][0],
-                        "scope": "*",
-                        "rate": None,
-                        "period_seconds": None,
-                        "reason": data["title"],
-                        "remediation_id": rid,
-                        "created_by": "engine",
-                        "created_at": at,
-                        "expires_at": now + timedelta(hours=rng.randint(1, 48))
-                        if active
-                        else at + timedelta(hours=1),
-                        "removed_at": None if active else at + timedelta(hours=1),
-                        "removed_reason": None if active else "expired",
-                    }
-                )
-            if n % 50 == 0:
-                tasks.append(
-                    {
-                        "id": uuid.uuid4().hex,
-                        "key": f"{rid}:task",
-                        "remediation_id": rid,
-                        "step_key": "block",
-                        "title": f"Review {data['title']}",
-                        "why": "bench",
-                        "steps": ["Read it", "Fix it"],
-                        "links": [],
-                        "evidence": [],
-                        "owner": "soc@example.com",
-                        "due_at": at + timedelta(days=3),
-                        "status": "open" if n > count - 5000 else "done",
-                        "created_at": at,
-                        "completed_at": None,
-                        "completed_by": None,
-                        "note": None,
-                    }
-                )
-            if state == "awaiting_approval":
-                sample_id = rid
-        with db.write() as conn:
-            conn.execute(insert(table(FindingRow)), found)
-            conn.execute(insert(table(RemediationRow)), rems)
-            conn.execute(insert(table(RemediationFindingRow)), links)
-            conn.execute(insert(table(StepRow)), steps)
-            conn.execute(insert(table(HistoryRow)), hist)
-            if conts:
-                conn.execute(insert(table(ContainmentRow)), conts)
-            if tasks:
-                conn.execute(insert(table(TaskRow)), tasks)
-    db.dispose()
-    return sample_id
+    try:
+        with db.read() as conn:
+            row = conn.execute(
+                select(_rem.c.id, _rem.c.playbook)
+                .where(_rem.c.state == "awaiting_approval")
+                .limit(1)
+            ).one()
+    finally:
+        db.dispose()
+    return str(row.id), str(row.playbook)
 
 
 async def login(session: aiohttp.ClientSession, base: str) -> None:
@@ -304,18 +94,16 @@ async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="clampdown-bench-"))
     (work / "token").write_text(TOKEN)
     (work / "playbooks").mkdir()
-    for name in PLAYBOOKS:
-        (work / "playbooks" / f"{name}.yaml").write_text(PLAYBOOK.format(name=name))
+    (work / "playbooks" / "trial.yaml").write_text(TRIAL)
     config = {
         "playbooks": str(work / "playbooks"),
-        "default_pack": False,
         "tokens": [{"name": "bench", "secret": {"file": str(work / "token")}, "scopes": ["admin"]}],
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     database_url = args.database_url or f"sqlite:///{work / 'bench.db'}"
-    began = time.perf_counter()
-    sample = seed(database_url, args.findings)
-    print(f"seeded {args.findings:,} findings in {time.perf_counter() - began:.1f} s")
+    seeded = seed(database_url, findings=args.findings)
+    print(f"seeded {args.findings:,} findings in {seeded.seconds:.1f} s")
+    sample, playbook = sample_remediation(database_url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = start_serve(work, database_url, port)
@@ -324,7 +112,7 @@ async def main(args: argparse.Namespace) -> None:
         "/console/remediations",
         "/console/remediations?state=failed",
         "/console/remediations?state=awaiting_approval",
-        f"/console/remediations?playbook={PLAYBOOKS[3]}",
+        f"/console/remediations?playbook={playbook}",
         f"/console/remediations/{sample}",
         "/console/tasks",
         "/console/containments",
