@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.responses import HTMLResponse, Response
 
 from clampdown.console import formatting
+from clampdown.report.render import code_spans
 
 HEADERS = {
     # No script at all; styles and images only from this server; forms post only here.
@@ -51,6 +52,7 @@ def _environment() -> Environment:
         value=formatting.value,
         short=formatting.short_id,
         web_link=_web_link,
+        code_spans=code_spans,
     )
     env.globals.update(relative=formatting.relative, time_left=formatting.time_left)
     return env

@@ -172,11 +172,11 @@ def _html_env() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["code_spans"] = _html_code_spans
+    env.filters["code_spans"] = code_spans
     return env
 
 
-def _html_code_spans(value: object) -> Markup:
+def code_spans(value: object) -> Markup:
     """Text whose parts between backticks become <code>, every part escaped."""
     parts = str(value).split("`")
     tail = ""
