@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import uuid
@@ -29,6 +30,19 @@ REQUIRE_POSTGRES = os.environ.get("CLAMPDOWN_REQUIRE_POSTGRES") == "1"
 def sample(name: str) -> Any:
     """A sample finding file from the shared fixtures, parsed."""
     return json.loads((FIXTURES / name).read_text())
+
+
+def suspicious_ip_alert(n: int, ip: str | None = None) -> dict[str, Any]:
+    """The suspicious-IP sample as alert number `n` (its own ids), optionally from `ip`."""
+    alert = copy.deepcopy(sample("defender-rest-suspicious-ip.json"))
+    alert["name"] = f"alert-{n}"
+    alert["id"] = alert["id"].rsplit("/", 1)[0] + f"/alert-{n}"
+    alert["properties"]["systemAlertId"] = f"alert-{n}"
+    if ip is not None:
+        for entity in alert["properties"].get("entities", []):
+            if entity.get("type") == "ip":
+                entity["address"] = ip
+    return alert
 
 
 @pytest.fixture(scope="session")

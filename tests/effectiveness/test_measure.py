@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
@@ -11,22 +10,14 @@ from clampdown.api.app import create_app
 from clampdown.services import Clampdown
 from clampdown.store import tallies
 from tests.api.conftest import auth
-from tests.conftest import sample
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import drain
 
 PLAYBOOK = "block-suspicious-ip"
 
 
-def _alert(n: int) -> dict[str, object]:
-    alert = copy.deepcopy(sample("defender-rest-suspicious-ip.json"))
-    alert["name"] = f"alert-{n}"
-    alert["id"] = alert["id"].rsplit("/", 1)[0] + f"/alert-{n}"
-    alert["properties"]["systemAlertId"] = f"alert-{n}"
-    return alert
-
-
 def _blocked(app: Clampdown) -> str:
-    rid = app.ingest(_alert(1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] == "succeeded")
     return rid
 
@@ -39,7 +30,7 @@ def _hour(app: Clampdown) -> tuple[datetime, datetime]:
 def test_an_automatic_block_then_a_recurrence(app: Clampdown) -> None:
     _blocked(app)
     # The same IP and type again, after the first closed: the same fingerprint.
-    again = app.ingest(_alert(2))[0].remediations[0].remediation_id
+    again = app.ingest(suspicious_ip_alert(2))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(again)["state"] == "succeeded")
     since, until = _hour(app)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +10,7 @@ from clampdown.engine.decisions import Request
 from clampdown.model import Decision
 from clampdown.targets.kong import KongDriver
 from clampdown.testing.kong import FakeKong
-from tests.conftest import sample
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
 
 PLAYBOOK = """
@@ -36,17 +35,6 @@ def kong() -> Iterator[FakeKong]:
         yield fake
 
 
-def _alert(ip: str, n: int) -> dict[str, object]:
-    alert = copy.deepcopy(sample("defender-rest-suspicious-ip.json"))
-    alert["name"] = f"alert-{n}"
-    alert["id"] = alert["id"].rsplit("/", 1)[0] + f"/alert-{n}"
-    alert["properties"]["systemAlertId"] = f"alert-{n}"
-    for entity in alert["properties"].get("entities", []):
-        if entity.get("type") == "ip":
-            entity["address"] = ip
-    return alert
-
-
 def _deny(kong: FakeKong) -> list[str]:
     plugins = kong.plugins("ip-restriction", service="orders")
     return plugins[0]["config"]["deny"] if plugins else []
@@ -60,7 +48,7 @@ def test_block_is_applied_verified_merged_and_undone_on_expiry(
         targets={"edge": {"type": "kong", "admin_url": kong.url}},
     )
     rids = [
-        app.ingest(_alert(ip, n))[0].remediations[0].remediation_id
+        app.ingest(suspicious_ip_alert(n, ip))[0].remediations[0].remediation_id
         for n, ip in enumerate(["203.0.113.7", "203.0.113.8"])
     ]
     drain(app, until=lambda: all(app.get_remediation(r)["state"] == "succeeded" for r in rids))
@@ -86,7 +74,7 @@ def test_a_refused_containment_fails_the_step_and_leaves_no_record(
         PLAYBOOK.replace("{expires}", "1h"),
         targets={"edge": {"type": "kong", "admin_url": kong.url}},
     )
-    rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
     drain(app)
     rem = app.get_remediation(rid)
     assert rem["state"] == "failed"
@@ -102,7 +90,7 @@ def test_transient_errors_are_retried_and_unreadable_state_fails_verification(
         targets={"edge": {"type": "kong", "admin_url": kong.url}},
     )
     kong.fail_next(method="POST", status=429, retry_after=0, times=2)
-    rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
     drain(app)
     rem = app.get_remediation(rid)
     assert rem["state"] == "succeeded"
@@ -120,7 +108,7 @@ def test_a_containment_the_gateway_does_not_hold_fails_verification(
         PLAYBOOK.replace("{expires}", "1h"),
         targets={"edge": {"type": "kong", "admin_url": kong.url}},
     )
-    rid = app.ingest(_alert("203.0.113.9", 2))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(2, "203.0.113.9"))[0].remediations[0].remediation_id
     drain(app)
     rem = app.get_remediation(rid)
     assert rem["state"] == "failed"

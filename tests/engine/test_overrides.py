@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +13,7 @@ from clampdown.model import Decision
 from clampdown.services import Clampdown
 from clampdown.store import jobs
 from clampdown.testing.kong import FakeKong
-from tests.conftest import sample
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
 
 PLAYBOOK = """
@@ -33,19 +32,8 @@ spec:
 IP = "203.0.113.7"
 
 
-def _alert(ip: str = IP, n: int = 1) -> dict[str, object]:
-    alert = copy.deepcopy(sample("defender-rest-suspicious-ip.json"))
-    alert["name"] = f"alert-{n}"
-    alert["id"] = alert["id"].rsplit("/", 1)[0] + f"/alert-{n}"
-    alert["properties"]["systemAlertId"] = f"alert-{n}"
-    for entity in alert["properties"].get("entities", []):
-        if entity.get("type") == "ip":
-            entity["address"] = ip
-    return alert
-
-
 def _contained(app: Clampdown) -> tuple[str, str]:
-    rid = app.ingest(_alert())[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] == "succeeded")
     [row] = app.list_containments()
     return rid, row["id"]
