@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _HELP = "use for example 30s, 15m, 1h, 1d, 1h30m, or a number of seconds"
@@ -29,3 +29,19 @@ def parse_duration(value: object) -> timedelta:
             weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in found.groups())
             return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
     raise ValueError(f"not a duration: {value!r} ({_HELP})")
+
+
+def parse_instant(text: str, now: datetime) -> datetime:
+    """A time given as a duration before `now` (7d, 24h) or as an ISO 8601 time (UTC when
+    naive); ValueError names what was wrong."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (7d, 24h) nor a time (2026-11-20T08:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -20,7 +20,7 @@ from rich.table import Table
 from clampdown.cli import output
 from clampdown.cli.output import errors_to_exit
 from clampdown.config import Config
-from clampdown.durations import parse_duration
+from clampdown.durations import parse_instant
 from clampdown.engine import safety
 from clampdown.errors import InputError
 from clampdown.playbooks import Playbook, load_default_pack, load_playbooks
@@ -266,16 +266,9 @@ def _instant(text: str | None, now: datetime, option: str) -> datetime:
     if text is None:
         return now
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(
-            f"{option}: {text!r} is neither a duration (7d, 12h) nor a time (2026-11-20T08:00)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_instant(text, now)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
 
 
 def _file_replays(files: Sequence[Path], shape: str | None, now: datetime) -> list[Replay]:

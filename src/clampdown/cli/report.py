@@ -9,7 +9,7 @@ from typing import Annotated, Protocol, cast
 import typer
 
 from clampdown.cli.output import errors_to_exit, fail
-from clampdown.durations import parse_duration
+from clampdown.durations import parse_instant
 from clampdown.report.render import Format, render
 from clampdown.report.suggestions import suggest
 from clampdown.services import Clampdown
@@ -70,11 +70,6 @@ def instant(text: str, now: datetime, option: str) -> datetime:
     Exits with code 2 and a message naming `option` when it is neither.
     """
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{option}: {text!r} is neither a duration (7d, 24h) nor a time (2026-11-20T08:00)")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_instant(text, now)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
