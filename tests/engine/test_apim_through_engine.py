@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from clampdown.testing.arm import FakeArm
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 
 OWNER_POLICY = """<policies>
     <inbound>
@@ -81,7 +81,7 @@ def test_blocks_merge_into_the_owners_policy_and_expiry_restores_it_exactly(
 ) -> None:
     app = make_app(BLOCK, targets={"apim": _target(arm)})
     rids = [
-        app.ingest(_alert(ip, n))[0].remediations[0].remediation_id
+        app.ingest(suspicious_ip_alert(n, ip))[0].remediations[0].remediation_id
         for n, ip in enumerate(["203.0.113.7", "203.0.113.8"])
     ]
     drain(app, until=lambda: all(app.get_remediation(r)["state"] == "succeeded" for r in rids))
@@ -107,7 +107,7 @@ def test_suspension_is_undone_only_when_clampdown_suspended(
     make_app: AppFactory, arm: FakeArm, sid: str, after_expiry: str, comment: str
 ) -> None:
     app = make_app(SUSPEND.replace("{sid}", sid), targets={"apim": _target(arm)})
-    rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] in ("succeeded", "failed"))
     assert app.get_remediation(rid)["state"] == "succeeded"
     suspended = arm.subscription(sid)

@@ -10,10 +10,9 @@ import pytest
 from clampdown.actions.http import TargetHttp
 from clampdown.errors import PreconditionError
 from clampdown.services import Clampdown, IngestedFinding
-from tests.conftest import sample
+from tests.conftest import sample, suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
 from tests.engine.playbooks import NOTIFY
-from tests.engine.test_gateway_targets import _alert
 from tests.fakes import Reply, WebhookReceiver
 
 FLOW = """
@@ -162,7 +161,8 @@ def test_a_rate_limited_target_queues_calls_instead_of_failing_them(
         lease_seconds=8,
     )
     rids = [
-        app.ingest(_alert(f"203.0.113.{n}", n))[0].remediations[0].remediation_id for n in range(10)
+        app.ingest(suspicious_ip_alert(n, f"203.0.113.{n}"))[0].remediations[0].remediation_id
+        for n in range(10)
     ]
     drain(app, timeout=20)
     states = [app.get_remediation(r)["state"] for r in rids]

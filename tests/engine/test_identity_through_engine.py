@@ -9,9 +9,8 @@ import pytest
 
 from clampdown.testing.defender import FakeDefender
 from clampdown.testing.graph import FakeGraph
-from tests.conftest import sample
+from tests.conftest import sample, suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 
 ALICE = "alice@contoso.com"
 BOB = "bob@contoso.com"
@@ -91,7 +90,7 @@ def test_a_disabled_user_is_enabled_again_when_the_step_expires(
     make_app: AppFactory, graph: FakeGraph
 ) -> None:
     app = make_app(DISABLE.replace("{user}", ALICE), targets={"entra": _graph_target(graph)})
-    rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] in ("succeeded", "failed"))
     rem = app.get_remediation(rid)
     assert rem["state"] == "succeeded", rem
@@ -112,7 +111,7 @@ def test_a_user_disabled_beforehand_stays_disabled_after_undo(
     make_app: AppFactory, graph: FakeGraph
 ) -> None:
     app = make_app(DISABLE.replace("{user}", BOB), targets={"entra": _graph_target(graph)})
-    rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] == "expired")
     rem = app.get_remediation(rid)
     assert rem["steps"][0]["result"]["summary"] == f"user {BOB} was already disabled"
@@ -124,7 +123,7 @@ def test_sessions_are_revoked_and_the_user_confirmed_compromised(
     make_app: AppFactory, graph: FakeGraph
 ) -> None:
     app = make_app(CUT_OFF.replace("{user}", ALICE), targets={"entra": _graph_target(graph)})
-    rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] in ("succeeded", "failed"))
     rem = app.get_remediation(rid)
     assert rem["state"] == "succeeded", rem

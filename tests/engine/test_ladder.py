@@ -7,8 +7,8 @@ import time
 from clampdown.engine.decisions import Request
 from clampdown.model import Decision
 from clampdown.services import Clampdown
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 
 LADDER = """
 apiVersion: clampdown/v1
@@ -38,7 +38,7 @@ _seen = iter(range(1000))
 
 
 def _offend(app: Clampdown, ip: str) -> dict[str, object]:
-    [result] = app.ingest(_alert(ip, next(_seen)))
+    [result] = app.ingest(suspicious_ip_alert(next(_seen), ip))
     drain(app)
     return app.get_remediation(result.remediations[0].remediation_id)
 

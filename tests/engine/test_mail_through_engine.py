@@ -17,8 +17,8 @@ from clampdown.services import Clampdown
 from clampdown.store import remediations
 from clampdown.targets.settings import SmtpTarget
 from clampdown.targets.smtp import SmtpDriver
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 from tests.engine.test_recovery import die_mid_call, lapsed
 from tests.targets.smtp_server import PASSWORD, USER, SmtpServer
 
@@ -70,7 +70,7 @@ def test_one_mail_with_the_finding_facts_is_delivered(
     make_app: AppFactory, server: SmtpServer
 ) -> None:
     app = _app(make_app, server)
-    rid = app.ingest(_alert(IP, 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
     drain(app)
     rem = app.get_remediation(rid)
     assert rem["state"] == "succeeded"
@@ -98,7 +98,7 @@ def test_a_crash_between_sending_and_recording_sends_no_second_mail(
     make_app: AppFactory, server: SmtpServer
 ) -> None:
     app = _app(make_app, server)
-    rid = app.ingest(_alert(IP, 2))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(2, IP))[0].remediations[0].remediation_id
     # The worker committed the step as running, sent the mail, and died before recording it.
     die_mid_call(app, rid, "tell", owner="elsewhere:1:dead", lease_until=lapsed())
     with app.db.write() as conn:

@@ -22,8 +22,8 @@ from clampdown.targets.settings import PagerDutyTarget
 from clampdown.testing.pagerduty import ROUTING_KEY, FakePagerDuty
 from clampdown.testing.slack import FakeSlack
 from clampdown.testing.teams import FakeTeams
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 from tests.engine.test_recovery import die_mid_call, lapsed
 
 IP = "203.0.113.9"
@@ -93,7 +93,7 @@ def test_one_page_is_triggered_and_resolved_when_the_remediation_expires(
     make_app: AppFactory, pager: FakePagerDuty
 ) -> None:
     app = _pager_app(make_app, pager)
-    rid = app.ingest(_alert(IP, 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
     drain(app, until=lambda: _resolved(app, rid, pager))
     rem = app.get_remediation(rid)
     page = next(s for s in rem["steps"] if s["key"] == "page")
@@ -113,7 +113,7 @@ def test_a_page_repeated_after_a_crash_keeps_one_incident(
     make_app: AppFactory, pager: FakePagerDuty
 ) -> None:
     app = _pager_app(make_app, pager)
-    rid = app.ingest(_alert(IP, 2))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(2, IP))[0].remediations[0].remediation_id
     crash_mid_call(app, rid, "page", {"target": "pager", "text": f"Blocking {IP} for a second"})
     with app.db.read() as conn:
         step = remediations.get_step(conn, rid, "page")
@@ -149,7 +149,7 @@ def test_a_chat_message_found_running_after_a_crash_is_failed_not_resent(
     with FakeSlack().running() as slack, FakeTeams().running() as teams:
         monkeypatch.setenv("CHAT_URL", slack.webhook_url if kind == "slack" else teams.legacy_url)
         app = make_app(TELL, targets={"chat": {"type": kind, "url": {"env": "CHAT_URL"}}})
-        rid = app.ingest(_alert(IP, 3))[0].remediations[0].remediation_id
+        rid = app.ingest(suspicious_ip_alert(3, IP))[0].remediations[0].remediation_id
         crash_mid_call(app, rid, "tell", {"target": "chat", "text": f"Suspicious access from {IP}"})
         drain(app)
         assert slack.requests == []
@@ -168,7 +168,7 @@ def test_a_chat_message_is_delivered_once(
     with FakeSlack().running() as slack, FakeTeams().running() as teams:
         monkeypatch.setenv("CHAT_URL", slack.webhook_url if kind == "slack" else teams.legacy_url)
         app = make_app(TELL, targets={"chat": {"type": kind, "url": {"env": "CHAT_URL"}}})
-        rid = app.ingest(_alert(IP, 4))[0].remediations[0].remediation_id
+        rid = app.ingest(suspicious_ip_alert(4, IP))[0].remediations[0].remediation_id
         drain(app)
         delivered = len(slack.messages) + len(teams.cards)
         secret = slack.token if kind == "slack" else teams.signature

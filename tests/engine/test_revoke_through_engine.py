@@ -8,8 +8,8 @@ import pytest
 
 from clampdown.secrets import fingerprint
 from clampdown.testing.oauth import FakeRevocationServer
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 
 REVOKE = """
 apiVersion: clampdown/v1
@@ -38,7 +38,7 @@ def test_token_is_revoked_verified_and_only_its_fingerprint_is_shown(
             "client_secret": {"env": "IDP_SECRET"},
         }
         app = make_app(REVOKE, targets={"idp": target})
-        rid = app.ingest(_alert("203.0.113.7", 1))[0].remediations[0].remediation_id
+        rid = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))[0].remediations[0].remediation_id
         drain(app)
         assert not idp.is_active("leaked-access-token")
     rem = app.get_remediation(rid)

@@ -11,8 +11,8 @@ from clampdown.config import BudgetConfig, Config
 from clampdown.engine.decisions import Request
 from clampdown.engine.safety import BudgetCounter
 from clampdown.model import Decision
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 from tests.fakes import WebhookReceiver
 
 BLOCK = """
@@ -36,7 +36,7 @@ def _block(scope: str = "*") -> str:
 
 def test_a_protected_address_is_never_contained(make_app: AppFactory) -> None:
     app = make_app(_block(), safety={"protected": {"ips": ["203.0.113.0/28"]}})
-    [result] = app.ingest(_alert("203.0.113.7", 1))
+    [result] = app.ingest(suspicious_ip_alert(1, "203.0.113.7"))
     rid = result.remediations[0].remediation_id
     drain(app)
     rem = app.get_remediation(rid)
@@ -53,7 +53,7 @@ def test_a_protected_address_is_never_contained(make_app: AppFactory) -> None:
 
 def test_a_protected_api_is_never_contained(make_app: AppFactory) -> None:
     app = make_app(_block("payments-api"), safety={"protected": {"apis": ["payments*"]}})
-    rid = app.ingest(_alert("198.51.100.7", 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, "198.51.100.7"))[0].remediations[0].remediation_id
     drain(app)
     assert app.get_remediation(rid)["steps"][0]["state"] == "skipped"
     assert app.list_containments() == []
@@ -68,7 +68,7 @@ def test_the_budget_pauses_automation_announces_it_and_a_person_can_go_ahead(
         safety={"budget": {"window": "1h", "per_target": 2}, "announce": "hook"},
     )
     rids = [
-        app.ingest(_alert(f"198.51.100.{n}", n))[0].remediations[0].remediation_id
+        app.ingest(suspicious_ip_alert(n, f"198.51.100.{n}"))[0].remediations[0].remediation_id
         for n in range(1, 5)
     ]
     drain(app)
@@ -92,13 +92,13 @@ def test_the_budget_pauses_automation_announces_it_and_a_person_can_go_ahead(
 
 def test_automation_resumes_when_the_window_has_room(make_app: AppFactory) -> None:
     app = make_app(_block(), safety={"budget": {"window": "1s", "per_target": 1}})
-    first = app.ingest(_alert("198.51.100.1", 1))[0].remediations[0].remediation_id
-    second = app.ingest(_alert("198.51.100.2", 2))[0].remediations[0].remediation_id
+    first = app.ingest(suspicious_ip_alert(1, "198.51.100.1"))[0].remediations[0].remediation_id
+    second = app.ingest(suspicious_ip_alert(2, "198.51.100.2"))[0].remediations[0].remediation_id
     drain(app)
     assert app.get_remediation(first)["state"] == "succeeded"
     assert app.get_remediation(second)["state"] == "awaiting_approval"
     time.sleep(1.1)
-    third = app.ingest(_alert("198.51.100.3", 3))[0].remediations[0].remediation_id
+    third = app.ingest(suspicious_ip_alert(3, "198.51.100.3"))[0].remediations[0].remediation_id
     drain(app)
     assert app.get_remediation(third)["state"] == "succeeded"
 
@@ -109,11 +109,13 @@ def test_the_budget_counts_per_playbook_too(make_app: AppFactory) -> None:
         _block() + "---\n" + other,
         safety={"budget": {"window": "1h", "per_target": None, "per_playbook": 1}},
     )
-    rid_a, rid_b = (r.remediation_id for r in app.ingest(_alert("198.51.100.1", 1))[0].remediations)
+    rid_a, rid_b = (
+        r.remediation_id for r in app.ingest(suspicious_ip_alert(1, "198.51.100.1"))[0].remediations
+    )
     drain(app)
     # Each playbook has room for one: both contain, and the next alert waits for both.
     assert {app.get_remediation(r)["state"] for r in (rid_a, rid_b)} == {"succeeded"}
-    later = app.ingest(_alert("198.51.100.2", 2))[0].remediations
+    later = app.ingest(suspicious_ip_alert(2, "198.51.100.2"))[0].remediations
     drain(app)
     assert {app.get_remediation(r.remediation_id)["state"] for r in later} == {"awaiting_approval"}
 

@@ -21,8 +21,8 @@ from clampdown.targets.settings import ServiceNowTarget
 from clampdown.testing.jira import FakeJira
 from clampdown.testing.servicenow import FakeServiceNow
 from clampdown.testing.webhook import Reply, WebhookReceiver
+from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
-from tests.engine.test_gateway_targets import _alert
 from tests.engine.test_recovery import die_mid_call, lapsed
 
 PASSWORD = "sn-password"
@@ -100,7 +100,7 @@ def test_a_ticket_is_opened_and_resolved_when_the_remediation_expires(
     make_app: AppFactory, instance: FakeServiceNow
 ) -> None:
     app = make_app(_playbook(), targets={"itsm": _servicenow(instance)})
-    rid = app.ingest(_alert(IP, 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
     drain(app, until=lambda: app.get_remediation(rid)["state"] == "succeeded")
     [incident] = instance.incidents()
     assert incident["correlation_id"] == "alert-1"  # the alert's id at its source
@@ -149,7 +149,7 @@ def test_a_jira_issue_takes_the_done_transition_when_the_remediation_expires(
             "timeout": 2,
         }
         app = make_app(_playbook(), targets={"itsm": target})
-        rid = app.ingest(_alert(IP, 1))[0].remediations[0].remediation_id
+        rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
         drain(app, until=lambda: _closed(app, rid))
         [issue] = site.issues()
         assert site.status(issue["key"]) == "Done"
@@ -166,7 +166,7 @@ def test_two_remediations_of_one_alert_share_one_ticket(
     """Two playbooks act on the same alert (same source_id): the second reuses the ticket."""
     playbooks = _playbook("first", "1h") + "---" + _playbook("second", "1h")
     app = make_app(playbooks, targets={"itsm": _servicenow(instance)})
-    [ingested] = app.ingest(_alert(IP, 1))
+    [ingested] = app.ingest(suspicious_ip_alert(1, IP))
     rids = [r.remediation_id for r in ingested.remediations]
     assert len(rids) == 2
     drain(app, until=lambda: all(app.get_remediation(r)["state"] == "succeeded" for r in rids))
@@ -178,7 +178,7 @@ def test_two_remediations_of_one_alert_share_one_ticket(
     assert note.startswith("Seen again: Clampdown remediation")
     assert incident["state"] == "1"
     # The same alert delivered again is the same finding: no remediation, no ticket.
-    [again] = app.ingest(_alert(IP, 1))
+    [again] = app.ingest(suspicious_ip_alert(1, IP))
     assert not again.new
     assert again.remediations == []
     assert len(instance.calls("POST")) == 1
@@ -189,7 +189,7 @@ def test_a_crash_after_creating_makes_no_second_ticket(
 ) -> None:
     """The worker died after ServiceNow made the incident, before the step recorded it."""
     app = make_app(_playbook(expires="1h"), targets={"itsm": _servicenow(instance)})
-    rid = app.ingest(_alert(IP, 1))[0].remediations[0].remediation_id
+    rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
     die_mid_call(app, rid, "ticket", owner="elsewhere:1:dead", lease_until=lapsed())
     sent = asyncio.run(_open_as_the_dead_worker(instance, rid))
     drain(app, until=lambda: app.get_remediation(rid)["state"] == "succeeded")
@@ -220,7 +220,7 @@ def test_a_failed_remediation_resolves_its_ticket(
 ) -> None:
     with WebhookReceiver(Reply(status=400, body="bad request")).running() as hook:
         app = make_app(FAILING, webhook=hook, targets={"itsm": _servicenow(instance)})
-        rid = app.ingest(_alert(IP, 1))[0].remediations[0].remediation_id
+        rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
         drain(app, until=lambda: _closed(app, rid))
     rem = app.get_remediation(rid)
     assert rem["state"] == "failed"
