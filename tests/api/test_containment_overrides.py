@@ -36,12 +36,13 @@ def test_extend_by_then_undo(client: TestClient) -> None:
         f"/v1/containments/{block['id']}/undo", json={"reason": "fp"}, headers=auth("approve")
     )
     assert undo.status_code == 202
-    for _ in range(200):
-        if not client.get("/v1/containments", headers=auth("read")).json()["containments"]:
+    url = f"/v1/remediations/{block['remediation_id']}"
+    for _ in range(250):
+        if client.get(url, headers=auth("read")).json()["state"] == "rolled_back":
             break
         time.sleep(0.02)
-    rem = client.get(f"/v1/remediations/{block['remediation_id']}", headers=auth("read")).json()
-    assert rem["state"] == "rolled_back"
+    assert client.get(url, headers=auth("read")).json()["state"] == "rolled_back"
+    assert client.get("/v1/containments", headers=auth("read")).json()["containments"] == []
 
 
 def test_overrides_need_the_approve_scope_and_good_input(client: TestClient) -> None:
