@@ -22,6 +22,7 @@ from prometheus_client import (
 from clampdown.metrics.decisions import DecisionCollector, DecisionTally
 from clampdown.metrics.flush import TallyFlusher
 from clampdown.metrics.ingest import IngestInstruments
+from clampdown.metrics.sources import SourceCollector
 from clampdown.metrics.steps import StepInstruments
 from clampdown.metrics.store import StoreCollector
 from clampdown.services import Clampdown
@@ -52,6 +53,9 @@ class AppMetrics:
                 playbooks=lambda: (playbook.name for playbook in clampdown.playbooks),
                 targets=clampdown.config.targets,
             )
+        )
+        self.registry.register(
+            SourceCollector(clampdown.db, (s.name for s in clampdown.config.sources))
         )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

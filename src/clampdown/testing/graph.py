@@ -17,9 +17,21 @@ Served under `/v1.0`:
 - `GET /servicePrincipals/{id}`, `PATCH /servicePrincipals/{id}` (204);
 - `POST /identityProtection/riskyUsers/confirmCompromised` `{"userIds": [...]}` (204),
   `GET /identityProtection/riskyUsers/{id}`;
-- `GET /security/alerts_v2` (`$top`), `GET|PATCH /security/alerts_v2/{id}` (PATCH takes
-  status, classification, determination and assignedTo, and answers 200 with the alert),
-  `POST /security/alerts_v2/{id}/comments` (200 with every comment of the alert).
+- `GET /security/alerts_v2` (`$top`, `$filter`, paged: `page_size` alerts per page and an
+  `@odata.nextLink` with a `$skiptoken` while more remain), `GET|PATCH
+  /security/alerts_v2/{id}` (PATCH takes status, classification, determination and
+  assignedTo, and answers 200 with the alert), `POST /security/alerts_v2/{id}/comments` (200
+  with every comment of the alert).
+
+`$filter` takes clauses joined by `and`: `name eq|ne 'text'` on the string properties
+(detectionSource, serviceSource, status, severity, ...) and `name eq|ne|gt|ge|lt|le
+2026-11-27T10:00:00Z` on the `...DateTime` ones; anything else answers 400 `BadRequest`.
+`detectionSource` and `serviceSource` are evolvable enumerations: their newer members (such
+as `microsoftDefenderForApiManagement`) are shown, and matched by `$filter`, only when the
+request carries `Prefer: include-unknown-enum-members`; otherwise they read as
+`unknownFutureValue` (in lists and in `GET /security/alerts_v2/{id}`). Every request is
+recorded with its headers (`requests`), so a test can check the Prefer header.
+`update_alert` changes an alert as the detector would (its `lastUpdateDateTime` becomes now).
 
 Tokens are JWT-shaped and carry the application permissions granted (`roles`); a call the
 roles do not allow answers 403 `Authorization_RequestDenied`. Errors have Graph's shape:
@@ -31,7 +43,10 @@ Choices where the vendor documents nothing:
 - `confirmCompromised` refuses ids that are not object ids (400 `Request_BadRequest`) and
   accepts unknown object ids;
 - an unknown alert answers 404 `NotFound`; a bad alert update 400 `BadRequest`;
-- throttling answers 429 `TooManyRequests` with the message Graph's throttling guide shows.
+- throttling answers 429 `TooManyRequests` with the message Graph's throttling guide shows;
+- a filter on an evolvable member without the Prefer header matches nothing (no error);
+- alerts are listed in the order they were added; a `$skiptoken` the fake did not issue
+  answers 400 `BadRequest`.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from aiohttp import web
@@ -107,7 +122,47 @@ ALERT_DETERMINATIONS = frozenset(
     }
 )
 
+PREFER_UNKNOWN_MEMBERS = "include-unknown-enum-members"
+EVOLVABLE_MEMBERS = {
+    "detectionSource": frozenset(
+        {
+            "microsoftDefenderForCloud",
+            "microsoftDefenderForIoT",
+            "microsoftDefenderForServers",
+            "microsoftDefenderForStorage",
+            "microsoftDefenderForDNS",
+            "microsoftDefenderForDatabases",
+            "microsoftDefenderForContainers",
+            "microsoftDefenderForNetwork",
+            "microsoftDefenderForAppService",
+            "microsoftDefenderForKeyVault",
+            "microsoftDefenderForResourceManager",
+            "microsoftDefenderForApiManagement",
+            "nrtAlerts",
+            "scheduledAlerts",
+            "microsoftDefenderThreatIntelligenceAnalytics",
+            "builtInMl",
+            "microsoftInsiderRiskManagement",
+            "microsoftThreatIntelligence",
+            "microsoftDefenderForAIServices",
+            "securityCopilot",
+            "microsoftSentinel",
+        }
+    ),
+    "serviceSource": frozenset(
+        {
+            "microsoftDefenderForCloud",
+            "microsoftSentinel",
+            "microsoftInsiderRiskManagement",
+            "microsoftThreatIntelligence",
+        }
+    ),
+}
+"""Members of evolvable enumerations shown only with `Prefer: include-unknown-enum-members`."""
+
 _GRAPH_AUDIENCE = AUDIENCES[GRAPH_SCOPE]
+_CLAUSE_TEXT = re.compile(r"(\w+)\s+(eq|ne)\s+'((?:[^']|'')*)'", re.IGNORECASE)
+_CLAUSE_TIME = re.compile(r"(\w+DateTime)\s+(eq|ne|gt|ge|lt|le)\s+(\S+)", re.IGNORECASE)
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 # Which roles allow what (any one of them is enough).
@@ -179,6 +234,8 @@ class _Call:
     query: dict[str, str]
     raw: bytes
     roles: frozenset[str]
+    path: str = ""
+    prefer: frozenset[str] = frozenset()
 
     def json(self) -> dict[str, Any]:
         try:
@@ -259,6 +316,7 @@ class FakeGraph(IdentityPlatformServer):
         client_secret: str = "secret",  # noqa: S107 - a fake's credential
         roles: Iterable[str] = DEFAULT_ROLES,
         expires_in: int = 3599,
+        page_size: int = 100,
     ) -> None:
         super().__init__()
         self.tenant = tenant
@@ -266,6 +324,9 @@ class FakeGraph(IdentityPlatformServer):
         self.client_secret = client_secret
         self.roles = frozenset(roles)
         self.expires_in = expires_in
+        self.page_size = page_size
+        self.next_link_base: str | None = None
+        """Scheme and host of the `@odata.nextLink`s given (default: the fake's own URL)."""
         self.requests: list[RecordedRequest] = []
         self.token_requests = 0
         self.revocations: list[str] = []
@@ -360,6 +421,8 @@ class FakeGraph(IdentityPlatformServer):
         copy = orjson.loads(orjson.dumps(alert))
         copy.setdefault("comments", [])
         copy.setdefault("status", "new")
+        copy.setdefault("createdDateTime", _now())
+        copy.setdefault("lastUpdateDateTime", copy["createdDateTime"])
         with self.lock:
             self._alerts[str(copy["id"])] = copy
         return str(copy["id"])
@@ -369,6 +432,15 @@ class FakeGraph(IdentityPlatformServer):
         with self.lock:
             found: dict[str, Any] = orjson.loads(orjson.dumps(self._alerts[alert_id]))
             return found
+
+    def update_alert(self, alert_id: str, **fields: Any) -> None:
+        """Change an alert as the detector would (KeyError if unknown); unless `fields` sets
+        it, `lastUpdateDateTime` becomes now."""
+        with self.lock:
+            alert = self._alerts[alert_id]
+            alert.update(orjson.loads(orjson.dumps(fields)))
+            if "lastUpdateDateTime" not in fields:
+                alert["lastUpdateDateTime"] = _now()
 
     # ----- tokens
 
@@ -420,7 +492,12 @@ class FakeGraph(IdentityPlatformServer):
                 return self._token(request.method, token_match.group(1), form)
             try:
                 roles = self._authenticate(request.headers.get("Authorization"))
-                call = _Call(request.method, dict(request.query), raw, roles)
+                prefer = frozenset(
+                    part.strip().casefold()
+                    for header in request.headers.getall("Prefer", [])
+                    for part in header.split(",")
+                )
+                call = _Call(request.method, dict(request.query), raw, roles, request.path, prefer)
                 return self._route(call, request.path)
             except _GraphError as refusal:
                 return _error_response(refusal)
@@ -667,16 +744,30 @@ class FakeGraph(IdentityPlatformServer):
 
     def _list_alerts(self, call: _Call) -> web.Response:
         call.require(_ALERTS_READ)
-        alerts = list(self._alerts.values())
+        unknown_members = PREFER_UNKNOWN_MEMBERS in call.prefer
+        alerts = [_shown(alert, unknown_members) for alert in self._alerts.values()]
+        alerts = _filter_alerts(call.query.get("$filter"), alerts)
         top = call.query.get("$top")
-        if top is not None and top.isdigit():
+        if top is not None:
+            if not top.isdigit() or not 1 <= int(top) <= 2000:
+                raise _GraphError(400, "BadRequest", "Invalid page size specified.")
             alerts = alerts[: int(top)]
-        body = {"@odata.context": self._context("security/alerts_v2"), "value": alerts}
+        token = call.query.get("$skiptoken", "0")
+        if not token.isdigit() or int(token) > len(alerts):
+            raise _GraphError(400, "BadRequest", f"Invalid skip token '{token}'.")
+        start = int(token)
+        page = alerts[start : start + self.page_size]
+        body: dict[str, Any] = {"@odata.context": self._context("security/alerts_v2")}
+        if start + len(page) < len(alerts):
+            query = dict(call.query, **{"$skiptoken": str(start + len(page))})
+            base = self.next_link_base or self.url
+            body["@odata.nextLink"] = f"{base}{call.path}?{urlencode(query, safe='$')}"
+        body["value"] = page
         return _json_response(200, body)
 
     def _get_alert(self, call: _Call, alert_id: str) -> web.Response:
         call.require(_ALERTS_READ)
-        alert = self._require_alert(alert_id)
+        alert = _shown(self._require_alert(alert_id), PREFER_UNKNOWN_MEMBERS in call.prefer)
         return _json_response(
             200, {"@odata.context": self._context("security/alerts_v2/$entity"), **alert}
         )
@@ -719,6 +810,69 @@ class FakeGraph(IdentityPlatformServer):
         )
         context = self._context(f"security/alerts_v2('{alert_id}')/comments")
         return _json_response(200, {"@odata.context": context, "value": list(comments)})
+
+
+def _shown(alert: dict[str, Any], unknown_members: bool) -> dict[str, Any]:
+    """An alert as a caller sees it: newer enum members hidden without the Prefer header."""
+    shown: dict[str, Any] = orjson.loads(orjson.dumps(alert))
+    if not unknown_members:
+        for name, members in EVOLVABLE_MEMBERS.items():
+            if shown.get(name) in members:
+                shown[name] = "unknownFutureValue"
+    return shown
+
+
+def _filter_alerts(expression: str | None, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply the small OData subset of the module docstring."""
+    if not expression or not expression.strip():
+        return alerts
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    for clause in re.split(r"\s+and\s+", expression.strip(), flags=re.IGNORECASE):
+        if m := _CLAUSE_TEXT.fullmatch(clause.strip()):
+            tests.append(_text_test(m.group(1), m.group(2).lower(), m.group(3).replace("''", "'")))
+        elif m := _CLAUSE_TIME.fullmatch(clause.strip()):
+            moment = _parse_time(m.group(3))
+            if moment is None:
+                raise _GraphError(400, "BadRequest", f"Invalid filter clause: {clause!r}.")
+            tests.append(_time_test(m.group(1), m.group(2).lower(), moment))
+        else:
+            raise _GraphError(400, "BadRequest", f"Invalid filter clause: {clause!r}.")
+    return [alert for alert in alerts if all(test(alert) for test in tests)]
+
+
+def _text_test(name: str, op: str, value: str) -> Callable[[dict[str, Any]], bool]:
+    def test(alert: dict[str, Any]) -> bool:
+        matches = str(alert.get(name)).casefold() == value.casefold()
+        return matches if op == "eq" else not matches
+
+    return test
+
+
+def _time_test(name: str, op: str, moment: datetime) -> Callable[[dict[str, Any]], bool]:
+    compare: dict[str, Callable[[datetime, datetime], bool]] = {
+        "eq": lambda a, b: a == b,
+        "ne": lambda a, b: a != b,
+        "gt": lambda a, b: a > b,
+        "ge": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "le": lambda a, b: a <= b,
+    }
+
+    def test(alert: dict[str, Any]) -> bool:
+        value = _parse_time(alert.get(name))
+        return value is not None and compare[op](value, moment)
+
+    return test
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _check_bool(value: object) -> None:
