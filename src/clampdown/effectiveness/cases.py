@@ -6,14 +6,17 @@ pure, so the measurements can be tested on constructed histories. The definition
 - detected: the finding's `first_seen` when the detector gave one (and it is not after
   Clampdown received the finding), else when Clampdown received it;
 - acknowledged: the response started, i.e. the remediation first moved to `running` (by the
-  engine, or by an approval) or a person rejected it;
+  engine, or by an approval) or it was rejected (by a person or a timeout; not when the
+  detector reported the finding closed before anyone approved);
 - contained: the first containing step (block, throttle, disable, suspend, revoke, rotate,
   disable identity, revoke sessions) finished with success;
 - closed: the remediation first reached an ended state (succeeded, expired, failed,
   rolled back, rejected);
 - automatic: it ended and no person appears in its history (only the engine, the planner,
-  the safety rails or an approval timeout acted);
-- overridden: a containing step was undone early by a person;
+  the safety rails, an approval timeout or the detector's reports acted);
+- overridden: a containing step was undone early by a person, or because the detector
+  reports its alert Dismissed (a person's false-positive verdict, given in the detector); an
+  undo because the alert was Resolved is not an override (see engine.detector);
 - approval wait: from entering `awaiting_approval` to leaving it (or to now, still waiting).
 """
 
@@ -25,15 +28,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from clampdown.engine.detector import DISMISSED, is_detector
 from clampdown.engine.safety import CONTAINING
 from clampdown.model import RemediationState
 
 MACHINES = frozenset({"engine", "system", "timeout", "safety"})
-"""Actors that are Clampdown itself; every other actor is a person (token, CLI user, link)."""
+"""Actors that are Clampdown itself; every other actor but the detector's reports
+(`detector:<source>`) is a person (token, CLI user, link)."""
 ENDED = frozenset({"succeeded", "expired", "failed", "rolled_back"})
 """Ended for real; rejected remediations are counted apart (nothing ran)."""
 CLOSED = ENDED | {"rejected"}
 _WAITING = RemediationState.AWAITING_APPROVAL.value
+_REJECTED = RemediationState.REJECTED.value
 _STARTED = frozenset({RemediationState.RUNNING.value, RemediationState.REJECTED.value})
 _DONE_STEP = frozenset({"succeeded", "undone"})
 
@@ -105,10 +111,12 @@ def case_of(
     person = False
     for entry in history:
         actor, to_state, at = entry["actor"], entry["to_state"], entry["at"]
-        is_person = actor not in MACHINES
+        by_detector = is_detector(actor)
+        is_person = actor not in MACHINES and not by_detector
         person = person or is_person
         if entry["step_key"] is not None:
-            if to_state == "undone" and is_person and entry["step_key"] in containing_keys:
+            judged = is_person or (by_detector and DISMISSED in str(entry["reason"]))
+            if to_state == "undone" and judged and entry["step_key"] in containing_keys:
                 case.overridden = True
             continue
         _remediation_moment(case, entry, is_person, at)
@@ -120,7 +128,14 @@ def _remediation_moment(
     case: Case, entry: Mapping[str, Any], is_person: bool, at: datetime
 ) -> None:
     to_state, from_state = entry["to_state"], entry["from_state"]
-    if case.acknowledged_at is None and to_state in _STARTED and to_state != from_state:
+    # Closed at the source before anyone approved: nobody acknowledged it.
+    unattended = to_state == _REJECTED and is_detector(entry["actor"])
+    if (
+        case.acknowledged_at is None
+        and to_state in _STARTED
+        and to_state != from_state
+        and not unattended
+    ):
         case.acknowledged_at = at
     if case.closed_at is None and to_state in CLOSED:
         case.closed_at = at

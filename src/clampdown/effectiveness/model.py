@@ -41,7 +41,9 @@ class Figures(BaseModel):
     time_to_contain: Durations = Field(default_factory=Durations)
     time_to_close: Durations = Field(default_factory=Durations)
     contained: int = Field(0, description="Remediations with a containment that took effect")
-    overridden: int = Field(0, description="Contained, then undone early by a person")
+    overridden: int = Field(
+        0, description="Contained, then undone early by a person (or for a dismissal at the source)"
+    )
     override_rate: float | None = Field(None, description="overridden / contained")
     closed: int = Field(0, description="Ended, so recurrence can be watched")
     recurred: int = Field(0, description="Closed, then the same fingerprint was seen again")

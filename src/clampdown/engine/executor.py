@@ -33,7 +33,7 @@ from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
 from clampdown.actions.notify import NotifyParams, NotifySend
 from clampdown.config import Config
-from clampdown.engine import approvals, closing, overrides, planner, rollback
+from clampdown.engine import approvals, closing, detector, overrides, planner, rollback
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
@@ -192,6 +192,8 @@ class Executor:
                 await closing.close(self, job)
             elif job.kind == planner.APPROVAL_TIMEOUT:
                 await approvals.on_timeout(self, job)
+            elif job.kind == detector.SETTLE:
+                await detector.settle(self, job)
             else:
                 await self.db.run_async(lambda conn: jobs.finish(conn, job.id))
         except Exception:
@@ -842,7 +844,12 @@ class Executor:
         steps = remediations.steps(conn, rid)
         if any(s["state"] == StepState.SUCCEEDED.value and s["expires_at"] for s in steps):
             return
-        if early:
+        if early and detector.is_detector(actor):
+            ended = RemediationState.ROLLED_BACK
+            reason = "a containment was undone early: " + why.removeprefix(
+                overrides.REQUESTED + ": "
+            )
+        elif early:
             ended = RemediationState.ROLLED_BACK
             reason = "a containment was undone early at a person's request"
         else:

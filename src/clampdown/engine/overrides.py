@@ -4,7 +4,8 @@ Both act on the step that made the containment (its key is the step's idempotenc
 the undo goes through the same action, target and verification as an expiry would, and the
 history says who asked. Undoing early is a durable job (`UNDO_EARLY`) run by the worker; its
 request is recorded first, so a crash between the two loses nothing. An early undo by a person
-is what effectiveness counts as an override: a likely false positive.
+is what effectiveness counts as an override: a likely false positive. The detector's report of
+an alert closed at the source asks for the same undo (engine.detector, `closing.undo_on`).
 """
 
 from __future__ import annotations

@@ -97,6 +97,16 @@ def active(
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def held_by(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
+    """The containments of a remediation that are not lifted, on every target, oldest first."""
+    stmt = (
+        select(_t)
+        .where(_t.c.remediation_id == remediation_id, _t.c.removed_at.is_(None))
+        .order_by(_t.c.created_at)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
 def list_all(conn: Connection, *, include_removed: bool, limit: int) -> list[dict[str, Any]]:
     """Newest first."""
     stmt = select(_t).order_by(_t.c.created_at.desc()).limit(limit)

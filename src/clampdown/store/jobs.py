@@ -143,6 +143,22 @@ def release_dead(conn: Connection, is_dead: Callable[[str], bool]) -> int:
     )
 
 
+def in_flight(
+    conn: Connection, remediation_id: str, kinds: tuple[str, ...], *, now: datetime
+) -> bool:
+    """Whether a worker holds a job of `kinds` for the remediation right now.
+
+    On PostgreSQL the remediation's jobs of those kinds are locked until the transaction
+    ends, so a worker cannot claim one between this answer and the caller's commit.
+    """
+    stmt = select(_t.c.lease_until).where(
+        _t.c.remediation_id == remediation_id, _t.c.kind.in_(kinds)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return any(until is not None and until > now for until in conn.execute(stmt).scalars())
+
+
 def due_count(conn: Connection, now: datetime) -> int:
     """How many jobs are due now (running or waiting for a worker)."""
     stmt = select(func.count()).select_from(_t).where(_t.c.due_at <= now)

@@ -149,6 +149,16 @@ def finding_ids(conn: Connection, remediation_id: str) -> list[int]:
     return [int(r.finding_id) for r in rows]
 
 
+def of_finding(conn: Connection, finding_id: int) -> list[str]:
+    """The remediations that cover a finding (its own, and those it joined), oldest first."""
+    rows = conn.execute(
+        select(_link.c.remediation_id)
+        .where(_link.c.finding_id == finding_id)
+        .order_by(_link.c.added_at, _link.c.remediation_id)
+    )
+    return [str(r.remediation_id) for r in rows]
+
+
 def set_state(
     conn: Connection,
     remediation_id: str,

@@ -37,6 +37,16 @@ def list_by_status(conn: Connection, status: str | None, *, limit: int) -> list[
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def open_of(conn: Connection, remediation_id: str) -> list[dict[str, Any]]:
+    """The open tasks of a remediation, oldest first."""
+    stmt = (
+        select(_t)
+        .where(_t.c.remediation_id == remediation_id, _t.c.status == "open")
+        .order_by(_t.c.created_at)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
 def complete(conn: Connection, task_id: str, *, by: str, note: str, now: datetime) -> bool:
     """Mark an open task done; False when it was not open."""
     return bool(
