@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -60,6 +60,73 @@ class ApiRef(BaseModel):
     operation: str | None = None
 
 
+Sensitivity = Literal["", "low", "medium", "high", "critical"]
+"""How sensitive an API is; "" when nothing says."""
+
+
+class ApiCollection(BaseModel):
+    """Defender for APIs' counters of one API (its API collection)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoints: int = 0
+    unauthenticated: int = 0
+    inactive: int = Field(default=0, description="endpoints without traffic for 30 days")
+    external: int = Field(default=0, description="endpoints called from the internet")
+    sensitive_data: int = Field(default=0, description="endpoints exposing sensitive data")
+    sensitivity_label: str = Field(default="", description="the highest Purview label seen")
+
+
+class FindingContext(BaseModel):
+    """Who owns the API a finding is about, how sensitive it is, and what is known of it.
+
+    Set by Clampdown at ingest from the operator's ownership rules and fetched API facts,
+    never read from the alert.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    owner: str = ""
+    channel: str = Field(default="", description="a configured notify target, or ''")
+    sensitivity: Sensitivity = ""
+    tags: list[str] = Field(default_factory=list)
+    rule: str = Field(default="", description="the ownership rule that matched, or ''")
+    collection: ApiCollection | None = Field(
+        default=None, description="Defender for APIs' counters, when known"
+    )
+
+    def expression_view(self) -> dict[str, JSON]:
+        """The context as playbook expressions see it (`finding.context.*`)."""
+        c = self.collection
+        collection: dict[str, JSON] = (
+            dict(_UNKNOWN_COLLECTION)
+            if c is None
+            else {
+                "known": True,
+                "endpoints": c.endpoints,
+                "unauthenticated": c.unauthenticated,
+                "inactive": c.inactive,
+                "external": c.external,
+                "sensitive_data": c.sensitive_data,
+                "sensitivity_label": c.sensitivity_label,
+            }
+        )
+        return {
+            "owner": self.owner,
+            "channel": self.channel,
+            "sensitivity": self.sensitivity,
+            "tags": list(self.tags),
+            "rule": self.rule,
+            "collection": collection,
+        }
+
+
+_UNKNOWN_COLLECTION: dict[str, JSON] = {
+    "known": False,
+    **{name: field.default for name, field in ApiCollection.model_fields.items()},
+}
+
+
 class Finding(BaseModel):
     """One alert or recommendation, normalized from any delivery shape.
 
@@ -92,6 +159,9 @@ class Finding(BaseModel):
     remediation_steps: list[str] = Field(default_factory=list)
     properties: dict[str, str] = Field(default_factory=dict)
     raw: dict[str, JSON] = Field(default_factory=dict, description="The payload as received")
+    context: FindingContext = Field(
+        default_factory=FindingContext, description="Ownership and API facts, set at ingest"
+    )
 
     @property
     def fingerprint(self) -> str:
@@ -128,6 +198,10 @@ class Finding(BaseModel):
             "url": self.url or "",
             "properties": dict(self.properties),
             "fingerprint": self.fingerprint,
+            "owner": self.context.owner,
+            "channel": self.context.channel,
+            "sensitivity": self.context.sensitivity,
+            "context": self.context.expression_view(),
         }
 
 

@@ -67,7 +67,10 @@ def test_remediations_show_json_has_steps_and_history(cli: Run) -> None:
     shown = out_json(cli("remediations", "show", str(rid), "--json"))
     assert shown["id"] == rid
     assert shown["state"] == "succeeded"
-    [step] = shown["steps"]
+    # Not a sensitive API, and no owner's channel: the day-long block and the message skip.
+    step, longer, tell = shown["steps"]
+    assert (longer["key"], longer["state"]) == ("block-sensitive", "skipped")
+    assert (tell["key"], tell["state"]) == ("tell-owner", "skipped")
     assert step["key"] == "block"
     assert step["action"] == "gateway.block"
     assert step["state"] == "succeeded"
@@ -79,6 +82,8 @@ def test_remediations_show_json_has_steps_and_history(cli: Run) -> None:
         (None, "running"),
         ("block", "running"),
         ("block", "succeeded"),
+        ("block-sensitive", "skipped"),
+        ("tell-owner", "skipped"),
         (None, "verifying"),
         (None, "succeeded"),
     ]
@@ -195,7 +200,8 @@ def test_guided_task_listed_then_completed(cli: Run, database_url: str, config_f
     assert len(task["steps"]) == 4
     shown = out_json(cli("remediations", "show", str(rid), "--json"))
     assert shown["state"] == "running"
-    assert shown["steps"][0]["state"] == "waiting"
+    states = {step["key"]: step["state"] for step in shown["steps"]}
+    assert states == {"tell-owner": "skipped", "authenticate": "waiting"}
 
     table = cli("tasks", "list")
     assert table.exit_code == 0, table.output
@@ -211,7 +217,7 @@ def test_guided_task_listed_then_completed(cli: Run, database_url: str, config_f
 
     # The step is done; the engine (serve, or the next ingest) finishes the remediation.
     shown = out_json(cli("remediations", "show", str(rid), "--json"))
-    assert shown["steps"][0]["state"] == "succeeded"
+    assert shown["steps"][1]["state"] == "succeeded"
     app = Clampdown.open(load_config(config_file), database_url=database_url)
     try:
         drain(app)

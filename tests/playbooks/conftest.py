@@ -151,6 +151,8 @@ class TaskParams(Params):
 
 class NotifyParams(Params):
     text: str
+    title: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class FlowParams(Params):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from clampdown.actions.contract import Action
-from clampdown.model import ApiRef, Finding, Kind, Mode, Severity
+from clampdown.model import ApiRef, Finding, FindingContext, Kind, Mode, Severity
 from clampdown.playbooks import Matcher, Playbook, lint, load_default_pack
+from clampdown.playbooks.schema import CONTAINMENT_ACTIONS
 from clampdown.targets.settings import BuiltinTarget
 
 MakeFinding = Callable[..., Finding]
@@ -110,7 +112,8 @@ def test_blocking_and_throttling_need_an_ip(pack: list[Playbook]) -> None:
             assert playbook.match.when is not None, playbook.name
             assert "size(finding.ips) > 0" in playbook.match.when.source, playbook.name
             assert playbook.mode is Mode.AUTOMATIC
-            assert all(s.expires is not None for s in playbook.steps), playbook.name
+            containing = [s for s in playbook.steps if s.uses in CONTAINMENT_ACTIONS]
+            assert all(s.expires is not None for s in containing), playbook.name
 
 
 def test_modes(pack: list[Playbook]) -> None:
@@ -177,3 +180,35 @@ def test_unused_endpoint_without_api_only_opens_the_task(
     finding = make_finding(kind=Kind.RECOMMENDATION, type="Recommendation_UnusedEndpoint", apis=[])
     [playbook] = matcher.match(finding)
     assert list(_render_all(playbook, finding)) == ["remove"]
+
+
+def test_every_playbook_tells_the_owner_only_on_their_own_channel(pack: list[Playbook]) -> None:
+    """One notify step per playbook, run only when an ownership rule gave a channel, sent to it."""
+    for playbook in pack:
+        [tell] = [s for s in playbook.steps if s.uses == "notify.send"]
+        assert tell.id == "tell-owner", playbook.name
+        assert tell.if_ is not None
+        assert tell.if_.source == 'finding.channel != ""'
+        assert tell.with_["target"] == "${{ finding.channel }}", playbook.name
+        assert tell.on_failure.value == "continue", playbook.name
+
+
+@pytest.mark.parametrize("finding_type", [*ALERTS, *RECOMMENDATIONS])
+def test_without_a_channel_no_message_is_planned(
+    matcher: Matcher, make_finding: MakeFinding, finding_type: str
+) -> None:
+    kind = Kind.RECOMMENDATION if finding_type.startswith("Recommendation_") else Kind.ALERT
+    finding = make_finding(type=finding_type, kind=kind)
+    [playbook] = matcher.match(finding)
+    assert "tell-owner" not in _render_all(playbook, finding)
+
+
+def test_sensitive_apis_get_the_longer_block(matcher: Matcher, make_finding: MakeFinding) -> None:
+    sensitive = make_finding(context=FindingContext(owner="payments", sensitivity="critical"))
+    [playbook] = matcher.match(sensitive)
+    assert set(_render_all(playbook, sensitive)) == {"block-sensitive"}
+    steps = {s.id: s for s in playbook.steps}
+    assert steps["block-sensitive"].expires == timedelta(hours=24)
+    assert steps["block"].expires == timedelta(hours=1)
+    plain = make_finding(context=FindingContext(owner="payments", sensitivity="medium"))
+    assert set(_render_all(playbook, plain)) == {"block"}

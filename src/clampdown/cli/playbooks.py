@@ -23,6 +23,7 @@ from clampdown.config import Config
 from clampdown.durations import parse_instant
 from clampdown.engine import safety
 from clampdown.errors import InputError
+from clampdown.ownership import Enricher
 from clampdown.playbooks import Playbook, load_default_pack, load_playbooks
 from clampdown.playbooks.loader import PLAYBOOK_SUFFIXES
 from clampdown.playbooks.simulation import (
@@ -218,7 +219,7 @@ def playbooks_simulate(
         )
         budget, protected = _rails(config)
         if files:
-            replays = _file_replays(files, shape, now)
+            replays = _file_replays(files, shape, now, Enricher(config.ownership))
             scope: dict[str, Any] = {"files": [str(f) for f in files]}
             report = _run(replays, len(replays), playbooks, budget, protected, as_json)
         else:
@@ -271,8 +272,10 @@ def _instant(text: str | None, now: datetime, option: str) -> datetime:
         raise InputError(f"{option}: {exc}") from None
 
 
-def _file_replays(files: Sequence[Path], shape: str | None, now: datetime) -> list[Replay]:
-    """The findings of the files, oldest first (by when the detector reported them)."""
+def _file_replays(
+    files: Sequence[Path], shape: str | None, now: datetime, enricher: Enricher
+) -> list[Replay]:
+    """The findings of the files, oldest first, with the context the ownership rules give."""
     replays = []
     for file in files:
         where = "stdin" if str(file) == "-" else str(file)
@@ -281,7 +284,7 @@ def _file_replays(files: Sequence[Path], shape: str | None, now: datetime) -> li
         except OSError as exc:
             raise InputError(f"{where}: {exc.strerror}") from exc
         try:
-            normalized = normalize(parse_json(data, where=where), shape)
+            normalized = enricher.enrich(normalize(parse_json(data, where=where), shape))
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from exc
         for index, finding in enumerate(normalized):

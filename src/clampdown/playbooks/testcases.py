@@ -33,7 +33,7 @@ from clampdown.actions.contract import Action
 from clampdown.actions.registry import CATALOG
 from clampdown.durations import parse_duration
 from clampdown.errors import ClampdownError, InputError
-from clampdown.model import Finding, Mode
+from clampdown.model import ApiCollection, Finding, FindingContext, Mode
 from clampdown.playbooks._yaml import Document, LineLoader
 from clampdown.playbooks.expressions import Path as DataPath
 from clampdown.playbooks.loader import PACK_LABEL, TEST_SUFFIXES, Playbook
@@ -63,6 +63,20 @@ class CaseMetadata(_Strict):
     description: str = ""
 
 
+class CollectionInput(ApiCollection):
+    """Defender's counters of the finding's API, as a case gives them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContextInput(FindingContext):
+    """The context a case gives its finding, as ingest would have set it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    collection: CollectionInput | None = None
+
+
 class FindingInput(_Strict):
     """The finding: an inline payload in any delivery shape, or a file next to the test."""
 
@@ -71,6 +85,8 @@ class FindingInput(_Strict):
     shape: str | None = None
     index: int | None = Field(default=None, ge=0)
     """Which finding, when the payload holds several (a batch)."""
+    context: ContextInput | None = None
+    """The context ingest would give it (owner, channel, sensitivity, tags, collection)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> FindingInput:
@@ -362,10 +378,15 @@ def _finding(spec: FindingInput, source: Source) -> Finding:
     if spec.index is not None:
         if spec.index >= len(findings):
             raise ValueError(f"index {spec.index}, but the payload holds {len(findings)}")
-        return findings[spec.index]
-    if len(findings) != 1:
+        found = findings[spec.index]
+    elif len(findings) != 1:
         raise ValueError(f"the payload holds {len(findings)} findings: say which with `index`")
-    return findings[0]
+    else:
+        found = findings[0]
+    if spec.context is not None:
+        context = FindingContext.model_validate(spec.context.model_dump())
+        found = found.model_copy(update={"context": context})
+    return found
 
 
 def _plain(value: Any) -> Any:

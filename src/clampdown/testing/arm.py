@@ -3,8 +3,10 @@
 It follows the API Management contract (CONTRACTS.md, section 2): the Microsoft identity
 platform client-credentials token endpoint (`POST /{tenant}/oauth2/v2.0/token`) and, under
 `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{svc}`,
-APIs, operations, policies at service, API and operation scope, and subscriptions, with
-ETags, If-Match, ARM error bodies, paging, injected faults and long-running operations::
+APIs, operations, API tags, policies at service, API and operation scope, and subscriptions,
+with ETags, If-Match, ARM error bodies, paging, injected faults and long-running operations;
+and, under the same service, Defender for APIs' API collections
+(`/providers/Microsoft.Security/apiCollections`, api-version 2023-11-15)::
 
     arm = FakeArm(tenant="t", client_id="c", client_secret="s")
     arm.add_api("orders", path="orders")
@@ -105,6 +107,15 @@ _SUBSCRIPTION_PATCHABLE = frozenset(
     }
 )
 _KEYS = ("primaryKey", "secondaryKey")
+COLLECTIONS_API_VERSIONS = frozenset({"2022-11-20-preview", "2023-11-15"})
+"""The api-versions the Microsoft.Security apiCollections routes accept."""
+_COUNTERS = {
+    "endpoints": "numberOfApiEndpoints",
+    "unauthenticated": "numberOfUnauthenticatedApiEndpoints",
+    "inactive": "numberOfInactiveApiEndpoints",
+    "external": "numberOfExternalApiEndpoints",
+    "sensitive_data": "numberOfApiEndpointsWithSensitiveDataExposed",
+}
 
 
 @dataclass
@@ -361,6 +372,8 @@ class FakeArm(IdentityPlatformServer):
         self._operations: dict[str, dict[str, _Entity]] = {}
         self._policies: dict[tuple[str, ...], _Entity] = {}
         self._subscriptions: dict[str, _Entity] = {}
+        self._api_tags: dict[str, dict[str, str]] = {}
+        self._collections: dict[str, dict[str, Any]] = {}
         self._lro_script: list[Lro] = []
         self._pending: dict[str, _Pending] = {}
         self._routes = self._route_table()
@@ -405,6 +418,56 @@ class FakeArm(IdentityPlatformServer):
         with self.lock:
             self._apis[api_id] = _Entity(props, self._next_etag())
             self._operations.setdefault(api_id, {})
+
+    def tag_api(self, api_id: str, tag: str, display_name: str | None = None) -> None:
+        """Assign a tag (its id, and its display name: the id by default) to an existing API."""
+        with self.lock:
+            if api_id not in self._apis:
+                raise KeyError(api_id)
+            self._api_tags.setdefault(api_id, {})[tag] = display_name or tag
+
+    def untag_api(self, api_id: str, tag: str) -> None:
+        """Remove a tag from an API, as someone else would."""
+        with self.lock:
+            self._api_tags.get(api_id, {}).pop(tag, None)
+
+    def onboard_api(
+        self,
+        api_id: str,
+        *,
+        endpoints: int = 0,
+        unauthenticated: int = 0,
+        inactive: int = 0,
+        external: int = 0,
+        sensitive_data: int = 0,
+        sensitivity_label: str = "",
+    ) -> None:
+        """Onboard an existing API to Defender for APIs with these counters (again: update)."""
+        counts = {
+            "endpoints": endpoints,
+            "unauthenticated": unauthenticated,
+            "inactive": inactive,
+            "external": external,
+            "sensitive_data": sensitive_data,
+        }
+        with self.lock:
+            if api_id not in self._apis:
+                raise KeyError(api_id)
+            props: dict[str, Any] = {
+                "provisioningState": "Succeeded",
+                "displayName": self._apis[api_id].properties.get("displayName", api_id),
+                "discoveredVia": f"{self.base_path}/apis/{api_id}",
+                "baseUrl": f"https://{self.service}.azure-api.net/"
+                + str(self._apis[api_id].properties.get("path") or ""),
+            }
+            props.update({_COUNTERS[k]: v for k, v in counts.items()})
+            props["sensitivityLabel"] = sensitivity_label
+            self._collections[api_id] = props
+
+    def offboard_api(self, api_id: str) -> None:
+        """Remove an API's collection from Defender for APIs."""
+        with self.lock:
+            self._collections.pop(api_id, None)
 
     def update_api(self, api_id: str, **properties: Any) -> None:
         """Change an API's properties as someone else would (its ETag changes)."""
@@ -729,6 +792,13 @@ class FakeArm(IdentityPlatformServer):
             ("/apis", {"GET": self._list_apis}),
             (api, {"GET": self._get_api, "PATCH": self._patch_api}),
             (api + "/operations", {"GET": self._list_operations}),
+            (api + "/tags", {"GET": self._list_api_tags}),
+            (api + "/tags/([^/]+)", {"GET": self._get_api_tag}),
+            ("/providers/Microsoft\\.Security/apiCollections", {"GET": self._list_collections}),
+            (
+                "/providers/Microsoft\\.Security/apiCollections/([^/]+)",
+                {"GET": self._get_collection},
+            ),
             (
                 api + op,
                 {
@@ -945,6 +1015,64 @@ class FakeArm(IdentityPlatformServer):
             return _Result(200, self._api_json(api_id, current), current.etag)
 
         return self._commit(ctx, apply)
+
+    def _tag_json(self, api_id: str, tag: str, display_name: str) -> dict[str, Any]:
+        return {
+            "id": f"{self.base_path}/apis/{api_id}/tags/{tag}",
+            "type": "Microsoft.ApiManagement/service/apis/tags",
+            "name": tag,
+            "properties": {"displayName": display_name},
+        }
+
+    def _list_api_tags(self, ctx: _Ctx, api_id: str) -> web.Response:
+        self._require_api(api_id)
+        tags = self._api_tags.get(api_id, {})
+        items = [self._tag_json(api_id, tag, shown) for tag, shown in tags.items()]
+        return _respond(_Result(200, self._page(ctx, items)))
+
+    def _get_api_tag(self, ctx: _Ctx, api_id: str, tag: str) -> web.Response:
+        self._require_api(api_id)
+        shown = self._api_tags.get(api_id, {}).get(tag)
+        if shown is None:
+            raise _not_found("Tag")
+        return _respond(_Result(200, self._tag_json(api_id, tag, shown)))
+
+    def _collection_json(self, api_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": f"{self.base_path}/providers/Microsoft.Security/apiCollections/{api_id}",
+            "name": api_id,
+            "type": "Microsoft.Security/apiCollections",
+            "properties": dict(props),
+        }
+
+    @staticmethod
+    def _check_collections_version(ctx: _Ctx) -> None:
+        if ctx.api_version not in COLLECTIONS_API_VERSIONS:
+            supported = ", ".join(sorted(COLLECTIONS_API_VERSIONS))
+            raise _ArmError(
+                400,
+                "InvalidApiVersionParameter",
+                f"The api-version '{ctx.api_version}' is invalid. The supported versions are "
+                f"'{supported}'.",
+                apim=False,
+            )
+
+    def _list_collections(self, ctx: _Ctx) -> web.Response:
+        self._check_collections_version(ctx)
+        items = [self._collection_json(a, p) for a, p in self._collections.items()]
+        return _respond(_Result(200, self._page(ctx, items)))
+
+    def _get_collection(self, ctx: _Ctx, api_id: str) -> web.Response:
+        self._check_collections_version(ctx)
+        props = self._collections.get(api_id)
+        if props is None:
+            raise _ArmError(
+                404,
+                "ResourceNotFound",
+                f"The API '{api_id}' is not onboarded to Microsoft Defender for APIs.",
+                apim=False,
+            )
+        return _respond(_Result(200, self._collection_json(api_id, props)))
 
     def _list_operations(self, ctx: _Ctx, api_id: str) -> web.Response:
         self._require_api(api_id)
