@@ -19,6 +19,13 @@ from clampdown.store.db import Database
 from clampdown.store.tables import Base
 from tests.fakes import WebhookReceiver
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Wide consoles in every test process (xdist workers too): Rich reads COLUMNS when the
+    CLI's consoles are made, and wrapped messages would not compare."""
+    os.environ.setdefault("COLUMNS", "250")
+
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "findings"
 POSTGRES_URL = os.environ.get(

@@ -7,14 +7,16 @@ import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clampdown.collectors.settings import Sources, name_sources
 from clampdown.durations import parse_duration
 from clampdown.errors import ConfigError
 from clampdown.links import LinksConfig
+from clampdown.ownership.settings import ContextConfig, OwnershipRule, channel_problems
 from clampdown.secrets import SecretRef
 from clampdown.targets.settings import TARGET_SETTINGS, BuiltinTarget, TargetConfig, type_name
 
@@ -137,6 +139,16 @@ class ConsoleConfig(_Strict):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
 
+class ClosingConfig(_Strict):
+    """What a later report of the detector does (docs/sources.md, Closing the loop)."""
+
+    undo_on: list[Literal["resolved", "dismissed"]] = Field(
+        default_factory=list,
+        description="alert statuses at the source that undo the remediation's containments "
+        "early; none: the report is only recorded",
+    )
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -152,6 +164,16 @@ class Config(_Strict):
     )
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    closing: ClosingConfig = Field(default_factory=ClosingConfig)
+    sources: Sources = Field(
+        default_factory=list, description="where to pull findings from (docs/sources.md)"
+    )
+    ownership: list[OwnershipRule] = Field(
+        default_factory=list, description="who owns which API; the first matching rule wins"
+    )
+    context: ContextConfig | None = Field(
+        default=None, description="API facts read in the background (APIM tags, Defender)"
+    )
 
     # Validators run in this order: the built-in target exists before the lease is checked.
     @model_validator(mode="after")
@@ -177,6 +199,13 @@ class Config(_Strict):
         announce = self.safety.announce
         if announce is not None and announce not in self.targets:
             raise ValueError(f"safety.announce names no configured target: {announce!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _ownership_channels_exist(self) -> Config:
+        problems = channel_problems(self.ownership, self.targets)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def effective_database_url(self, override: str | None = None) -> str:
@@ -208,7 +237,10 @@ def load_config(path: Path | None = None) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{path}: {_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        problems = [
+            f"{path}: {_where(tuple(name_sources(list(err['loc']), data)))}: {err['msg']}"
+            for err in exc.errors()
+        ]
         raise ConfigError("\n".join(problems)) from exc
     if config.playbooks is not None and not config.playbooks.is_absolute():
         object.__setattr__(config, "playbooks", path.parent / config.playbooks)

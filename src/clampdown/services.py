@@ -20,13 +20,15 @@ from clampdown.config import Config, TokenConfig
 from clampdown.effectiveness.measure import measure
 from clampdown.effectiveness.model import Effectiveness
 from clampdown.effectiveness.snapshots import Snapshots
-from clampdown.engine import approvals, overrides, planner
+from clampdown.engine import approvals, detector, overrides, planner
 from clampdown.engine.decisions import DecisionCache, Request, Verdict
 from clampdown.engine.executor import Adopted
 from clampdown.engine.ports import refresh_decisions
+from clampdown.engine.worker import Worker
 from clampdown.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from clampdown.links import LinkRequest, Links
 from clampdown.model import JSON, Finding, RemediationState, StepState
+from clampdown.ownership import Enricher
 from clampdown.playbooks import Matcher, Playbook, load_default_pack, load_playbooks
 from clampdown.playbooks.schema import ApprovalSpec
 from clampdown.sources import normalize
@@ -51,6 +53,10 @@ class IngestedFinding:
     ips: list[str]
     apis: list[str]
     remediations: list[planner.Planned] = field(default_factory=list)
+    changed: str | None = None
+    """A known finding whose status this delivery changed: "active -> resolved"."""
+    followed_up: list[detector.FollowUp] = field(default_factory=list)
+    """What the changed status did to the finding's remediations (engine.detector)."""
 
     def as_json(self) -> dict[str, JSON]:
         """A plain dict for --json output and the API."""
@@ -73,6 +79,8 @@ class IngestedFinding:
                 }
                 for p in self.remediations
             ],
+            "changed": self.changed,
+            "followed_up": [f.as_json() for f in self.followed_up],
         }
 
 
@@ -106,6 +114,8 @@ class Clampdown:
         self.matcher = Matcher(playbooks)
         self.decisions = DecisionCache()
         self.links = Links.from_config(config.links)
+        # Ownership and API facts set on each finding at ingest (refreshed by `serve`).
+        self.enricher = Enricher(config.ownership, config.context)
         self._tokens: dict[str, TokenConfig] | None = None
         self._decisions_at = 0.0
         self.on_work: Callable[[], None] = lambda: None
@@ -143,14 +153,14 @@ class Clampdown:
 
     def ingest(self, payload: object, *, shape: str | None = None) -> list[IngestedFinding]:
         """Normalize, store durably and plan; committed before this returns."""
-        normalized = normalize(payload, shape)
+        normalized = self.enricher.enrich(normalize(payload, shape))
         return self._ingested(self.db.run(self._ingest_writer(normalized)), normalized)
 
     async def ingest_async(
         self, payload: object, *, shape: str | None = None
     ) -> list[IngestedFinding]:
         """`ingest` for the event loop: group-committed with every concurrent write."""
-        normalized = normalize(payload, shape)
+        normalized = self.enricher.enrich(normalize(payload, shape))
         stored = await self.db.run_async(self._ingest_writer(normalized, adopt=True))
         return self._ingested(stored, normalized)
 
@@ -168,6 +178,8 @@ class Clampdown:
             self.adopt(adopted)
         elif any(item.remediations for item in results):
             self.on_work()
+        if any(item.followed_up for item in results):
+            self.on_work()
         return results
 
     def _ingest_writer(
@@ -180,7 +192,8 @@ class Clampdown:
             lease = lease_for() if lease_for is not None else None
             out = []
             for finding in normalized:
-                finding_id, new = findings.insert_if_new(conn, finding, now=now)
+                stored = findings.store(conn, finding, now=now)
+                finding_id, new = stored.id, stored.new
                 planned = (
                     planner.plan(
                         conn,
@@ -190,7 +203,9 @@ class Clampdown:
                         now=now,
                         lease=lease,
                     )
-                    if new
+                    # Already closed at the source when first seen (a Healthy assessment, a
+                    # dismissed alert): kept, but there is nothing to remediate.
+                    if new and detector.report_of(finding) is None
                     else []
                 )
                 out.append(
@@ -205,11 +220,28 @@ class Clampdown:
                         ips=list(finding.ips),
                         apis=[a.id for a in finding.apis],
                         remediations=planned,
+                        **self._followed_up(conn, finding_id, finding, stored.was, now),
                     )
                 )
             return out
 
         return store
+
+    def _followed_up(
+        self, conn: Connection, finding_id: int, finding: Finding, was: str | None, now: datetime
+    ) -> dict[str, Any]:
+        """A known finding's status changed: what it did to its remediations."""
+        if was is None:
+            return {}
+        followed = detector.follow(
+            conn,
+            finding_id,
+            finding,
+            settings=self.config.closing,
+            targets=self.config.targets,
+            now=now,
+        )
+        return {"changed": f"{was} -> {finding.status}", "followed_up": followed}
 
     # -- findings ----------------------------------------------------------------------
 
@@ -525,6 +557,23 @@ class Clampdown:
                 }
             )
         return out
+
+    async def settle(self, timeout: float) -> None:
+        """Run the engine here until no job is due (expiry undos wait for `serve`), at most
+        `timeout` seconds: what a command that ingests does before it answers."""
+        worker = Worker(self.db, self.config, self.decisions)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                if worker.idle.is_set() and await asyncio.to_thread(self.pending_work) == 0:
+                    return
+        finally:
+            stop.set()
+            await task
 
     def pending_work(self) -> int:
         """Jobs due now or soon that are not expiry undos (those wait for their time)."""

@@ -14,10 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from clampdown import __version__, console
-from clampdown.api import decisions, effectiveness, ingest, links, metrics, resources
+from clampdown.api import decisions, effectiveness, ingest, links, metrics, resources, sources
 from clampdown.api.deps import BEARER
 from clampdown.api.fastpath import DecisionFastPath
 from clampdown.api.responses import Json, error
+from clampdown.collectors.runner import running_sources
 from clampdown.engine.worker import Worker
 from clampdown.errors import (
     ClampdownError,
@@ -28,6 +29,7 @@ from clampdown.errors import (
     NotFoundError,
 )
 from clampdown.metrics.app import AppMetrics
+from clampdown.ownership.refresher import refreshing
 from clampdown.services import Clampdown
 
 log = structlog.get_logger("clampdown.api")
@@ -78,7 +80,8 @@ def create_app(
         app.state.worker = worker
         clampdown.engine_state = lambda: _engine_state(task, worker)
         try:
-            yield
+            async with running_sources(clampdown):  # a pulling task per enabled source
+                yield
         finally:
             stop.set()
             await task
@@ -87,7 +90,7 @@ def create_app(
         title="Clampdown",
         version=__version__,
         summary="Turns API threat detections into enforced, verified, reversible action.",
-        lifespan=telemetry.lifespan(lifespan),
+        lifespan=telemetry.lifespan(refreshing(clampdown.enricher, lifespan)),
         default_response_class=Json,
     )
     app.state.clampdown = clampdown
@@ -100,6 +103,7 @@ def create_app(
     app.include_router(links.router)
     app.include_router(effectiveness.router)
     app.include_router(metrics.router)
+    app.include_router(sources.router)
     console.install(app, clampdown)  # the web console: routes, stylesheet, sessions
     _install_error_handlers(app)
     _document_bearer_auth(app)

@@ -15,9 +15,11 @@ import typer
 
 from clampdown import logs
 from clampdown.cli import output
+from clampdown.cli.demo import demo
 from clampdown.cli.output import errors_to_exit, fail, listing, print_json
 from clampdown.cli.playbooks import playbooks_app
 from clampdown.cli.report import report
+from clampdown.cli.sources import sources_app
 from clampdown.cli.targets import targets_app
 from clampdown.config import Config, load_config
 from clampdown.durations import parse_duration
@@ -43,7 +45,9 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(findings_app, name="findings")
 app.add_typer(targets_app, name="targets")
+app.add_typer(sources_app, name="sources")
 app.command("report")(report)
+app.command("demo")(demo)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Limit = Annotated[int, typer.Option(min=1, max=1000, help="How many rows at most.")]
@@ -144,11 +148,11 @@ def ingest(
         with errors_to_exit():
             payload = parse_json(data, where=where)
             results = clampdown.ingest(payload, shape=shape)
-            if wait > 0 and any(r.remediations for r in results):
-                asyncio.run(_drain(clampdown, wait))
+            if wait > 0 and any(r.remediations or r.followed_up for r in results):
+                asyncio.run(clampdown.settle(wait))
         report = [r.as_json() for r in results]
         for item in report:
-            for rem in item["remediations"]:
+            for rem in item["remediations"] + item["followed_up"]:
                 rem["state"] = clampdown.get_remediation(rem["id"])["state"]
     finally:
         clampdown.close()
@@ -157,6 +161,8 @@ def ingest(
         return
     for item in report:
         status = "new" if item["new"] else "duplicate"
+        if item["changed"]:
+            status = f"status {output.cell(item['changed'])}"
         output.out.print(
             f"{output.cell(item['type'])} \\[{status}] finding {item['finding_id']} "
             f"ips={output.cell(', '.join(item['ips']) or '-')}"
@@ -166,6 +172,11 @@ def ingest(
             output.out.print(
                 f"  -> {rem['playbook']}: remediation {rem['id']} {rem['state']}{joined}"
             )
+        for rem in item["followed_up"]:
+            output.out.print(
+                f"  -> {rem['playbook']}: remediation {rem['id']} {rem['state']} "
+                f"({rem['did']}: the detector's report)"
+            )
 
 
 def _read(file: str) -> bytes:
@@ -173,23 +184,6 @@ def _read(file: str) -> bytes:
         return Path(file).read_bytes()
     except OSError as exc:
         fail(f"{file}: cannot read: {exc.strerror}")
-
-
-async def _drain(clampdown: Clampdown, timeout: float) -> None:
-    """Run the engine until no step is due (expiry undos stay for `serve`)."""
-    from clampdown.engine.worker import Worker
-
-    worker = Worker(clampdown.db, clampdown.config, clampdown.decisions)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        await asyncio.sleep(0.05)
-        if worker.idle.is_set() and await asyncio.to_thread(clampdown.pending_work) == 0:
-            break
-    stop.set()
-    await task
 
 
 # -- findings ------------------------------------------------------------------------------
@@ -319,10 +313,15 @@ def remediations_reject(
 
 
 def _done(as_json: bool, rem: dict[str, Any], verb: str) -> None:
+    _answer(as_json, rem, f"remediation {rem['id']} {verb}; now {rem['state']}")
+
+
+def _answer(as_json: bool, value: dict[str, Any], text: str) -> None:
+    """`value` as JSON for scripts, or one line for people."""
     if as_json:
-        print_json(rem)
+        print_json(value)
     else:
-        output.out.print(f"remediation {rem['id']} {verb}; now {rem['state']}")
+        output.out.print(text)
 
 
 # -- containments, tasks, actions ----------------------------------------------------------
@@ -365,10 +364,7 @@ def containments_undo(
     """Lift a containment before its expiry (the engine undoes it on its target)."""
     with _session(ctx) as clampdown:
         row = clampdown.undo_containment(containment_id, actor=_actor(), reason=reason)
-    if as_json:
-        print_json(row)
-    else:
-        output.out.print(f"containment {row['id']}: undo queued")
+    _answer(as_json, row, f"containment {row['id']}: undo queued")
 
 
 @containments_app.command("extend")
@@ -386,10 +382,7 @@ def containments_extend(
         fail(f"--by: {exc}")
     with _session(ctx) as clampdown:
         row = clampdown.extend_containment(containment_id, actor=_actor(), by=extra, note=note)
-    if as_json:
-        print_json(row)
-    else:
-        output.out.print(f"containment {row['id']} now expires at {row['expires_at']}")
+    _answer(as_json, row, f"containment {row['id']} now expires at {row['expires_at']}")
 
 
 @tasks_app.command("list")
@@ -427,10 +420,7 @@ def tasks_complete(
     """Mark a guided task done; its remediation goes on."""
     with _session(ctx) as clampdown:
         task = clampdown.complete_task(task_id, actor=_actor(), note=note)
-    if as_json:
-        print_json(task)
-    else:
-        output.out.print(f"task {task['id']} done")
+    _answer(as_json, task, f"task {task['id']} done")
 
 
 @actions_app.command("list")

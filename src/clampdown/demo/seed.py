@@ -24,7 +24,6 @@ from typing import Any
 from clampdown.config import load_config
 from clampdown.demo import workspace
 from clampdown.demo.synthetic import Profile, Synthesizer, fill
-from clampdown.engine.worker import Worker
 from clampdown.model import Finding
 from clampdown.services import Clampdown
 from clampdown.sources import normalize
@@ -170,7 +169,7 @@ def create(directory: Path, *, force: bool = False, history: bool = True, seed: 
             written, outcomes = _history(app, seed)
         payloads = sample_payloads(datetime.now(UTC))
         ingested = [item for _, payload in payloads for item in app.ingest(payload)]
-        asyncio.run(settle(app, SETTLE_SECONDS))
+        asyncio.run(app.settle(SETTLE_SECONDS))
         rem_ids = {p.remediation_id for item in ingested for p in item.remediations}
         states = Counter(app.get_remediation(rid)["state"] for rid in sorted(rem_ids))
         active = Counter(c["kind"] for c in app.list_containments(limit=100_000))
@@ -215,20 +214,3 @@ def _recurring() -> list[Finding]:
             if finding.ips and ip_address(finding.ips[0]) not in protected:
                 seen.setdefault(finding.fingerprint, finding)
     return list(seen.values())
-
-
-async def settle(app: Clampdown, timeout: float) -> None:
-    """Run the engine until no step is due (expiry undos stay for `serve`), at most `timeout`."""
-    worker = Worker(app.db, app.config, app.decisions)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while loop.time() < deadline:
-            await asyncio.sleep(0.05)
-            if worker.idle.is_set() and await asyncio.to_thread(app.pending_work) == 0:
-                return
-    finally:
-        stop.set()
-        await task

@@ -123,6 +123,8 @@ class RemediationFindingRow(Base):
     remediation_id: Mapped[str] = mapped_column(ForeignKey("remediations.id"), primary_key=True)
     finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id"), primary_key=True)
     added_at: Mapped[datetime]
+    # The remediations of a finding, when its detector reports it fixed or dismissed.
+    __table_args__ = (Index("ix_remediation_findings_finding", "finding_id"),)
 
 
 class StepRow(Base):
@@ -262,3 +264,21 @@ class DecisionTallyRow(Base):
     allowed: Mapped[int] = mapped_column(BigInteger)
     denied: Mapped[int] = mapped_column(BigInteger)
     throttled: Mapped[int] = mapped_column(BigInteger)
+
+
+class SourceStateRow(Base):
+    """A configured source's checkpoint and health: how far it has pulled, how it went."""
+
+    __tablename__ = "source_state"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    checkpoint: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None]
+    pulled: Mapped[int] = mapped_column(Integer, default=0)
+    """Records the last successful pull read from the detector."""
+    ingested_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Findings first stored from this source, over every pull."""
+    errors_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Pulls that failed."""
