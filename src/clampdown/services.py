@@ -558,9 +558,10 @@ class Clampdown:
             )
         return out
 
-    async def settle(self, timeout: float) -> None:
-        """Run the engine here until no job is due (expiry undos wait for `serve`), at most
-        `timeout` seconds: what a command that ingests does before it answers."""
+    async def settle(self, timeout: float, until: Callable[[], bool] | None = None) -> bool:
+        """Run the engine here until no job is due (expiry undos wait for `serve`), or until
+        `until()` holds, at most `timeout` seconds; False when time ran out first. What a
+        command that ingests does before it answers."""
         worker = Worker(self.db, self.config, self.decisions)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -568,9 +569,13 @@ class Clampdown:
         deadline = loop.time() + timeout
         try:
             while loop.time() < deadline:
-                await asyncio.sleep(0.05)
-                if worker.idle.is_set() and await asyncio.to_thread(self.pending_work) == 0:
-                    return
+                await asyncio.sleep(0.02)
+                if until is not None:
+                    if until():
+                        return True
+                elif worker.idle.is_set() and await asyncio.to_thread(self.pending_work) == 0:
+                    return True
+            return False
         finally:
             stop.set()
             await task

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from clampdown.engine.worker import Worker
 from clampdown.services import Clampdown
 from tests.conftest import make_config
 from tests.fakes import WebhookReceiver
@@ -60,22 +59,4 @@ def drain(
     app: Clampdown, *, timeout: float = 10.0, until: Callable[[], bool] | None = None
 ) -> None:
     """Run a worker until no step is due (or `until` holds), at most `timeout` seconds."""
-
-    async def run() -> None:
-        worker = Worker(app.db, app.config, app.decisions)
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            while loop.time() < deadline:
-                await asyncio.sleep(0.02)
-                done = until() if until else (worker.idle.is_set() and app.pending_work() == 0)
-                if done:
-                    return
-            raise AssertionError("the engine did not settle in time")
-        finally:
-            stop.set()
-            await task
-
-    asyncio.run(run())
+    assert asyncio.run(app.settle(timeout, until)), "the engine did not settle in time"
