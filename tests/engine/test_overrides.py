@@ -15,6 +15,7 @@ from clampdown.store import jobs
 from clampdown.testing.kong import FakeKong
 from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
+from tests.fakes import Reply, WebhookReceiver
 
 PLAYBOOK = """
 apiVersion: clampdown/v1
@@ -132,3 +133,117 @@ def test_refusals(make_app: AppFactory) -> None:
         app.undo_containment(cid, actor="console:a", reason="")
     with pytest.raises(ConflictError, match="already lifted"):
         app.extend_containment(cid, until=datetime.now(UTC) + timedelta(1), actor="console:a")
+
+
+PERMANENT_AND_TEMPORARY = """
+apiVersion: clampdown/v1
+kind: Playbook
+metadata: {name: block-ip}
+spec:
+  match: {types: [API_AccessFromSuspiciousIP]}
+  mode: approval
+  steps:
+    - id: block
+      uses: gateway.block
+      with: {target: builtin, ip: "${{ finding.ip }}", scope: "*"}
+    - id: throttle
+      uses: gateway.throttle
+      with: {target: builtin, ip: "${{ finding.ip }}", rate: 5, period: 60, scope: "orders"}
+      expires: 1h
+"""
+THEN_TELL = """
+apiVersion: clampdown/v1
+kind: Playbook
+metadata: {name: block-ip}
+spec:
+  match: {types: [API_AccessFromSuspiciousIP]}
+  mode: automatic
+  steps:
+    - id: block
+      uses: gateway.block
+      with: {target: builtin, ip: "${{ finding.ip }}", scope: "*"}
+      expires: 1h
+    - id: tell
+      uses: notify.send
+      with: {target: hook, text: "blocked"}
+"""
+
+
+def test_undoing_the_temporary_part_leaves_a_permanent_block_and_its_remediation(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(PERMANENT_AND_TEMPORARY)
+    rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
+    drain(app, until=lambda: app.get_remediation(rid)["state"] == "awaiting_approval")
+    app.approve(rid, actor="console:x")
+    drain(app, until=lambda: app.get_remediation(rid)["state"] == "succeeded")
+    [temporary] = [r for r in app.list_containments() if r["expires_at"] is not None]
+
+    app.undo_containment(temporary["id"], actor="console:alice", reason="fp")
+    drain(app)
+
+    assert app.get_remediation(rid)["state"] == "succeeded"  # the block still holds
+    assert app.decide(Request(ip=IP)).decision is Decision.DENY
+
+
+def test_an_undo_while_later_steps_run_ends_rolled_back_not_failed(make_app: AppFactory) -> None:
+    receiver = WebhookReceiver(default=Reply(delay=1.0))
+    with receiver.running():
+        app = make_app(THEN_TELL, webhook=receiver)
+        rid = app.ingest(suspicious_ip_alert(1, IP))[0].remediations[0].remediation_id
+
+        def undo_when_blocked() -> bool:
+            rows = app.list_containments()
+            if rows and app.get_remediation(rid)["steps"][1]["state"] == "running":
+                app.undo_containment(rows[0]["id"], actor="console:alice", reason="fp")
+                return True
+            return False
+
+        drain(app, until=undo_when_blocked)
+        drain(app, timeout=15)
+    rem = app.get_remediation(rid)
+    assert rem["state"] == "rolled_back"
+    assert not any(h["reason"].startswith("verification failed") for h in rem["history"])
+
+
+def test_a_second_undo_or_an_extension_after_an_undo_is_refused(make_app: AppFactory) -> None:
+    app = _builtin(make_app)
+    rid, cid = _contained(app)
+    app.undo_containment(cid, actor="console:alice", reason="a")
+    with pytest.raises(ConflictError, match="already requested"):
+        app.undo_containment(cid, actor="console:bob", reason="b")
+    with pytest.raises(ConflictError, match="being lifted"):
+        app.extend_containment(cid, by=timedelta(days=3), actor="console:carol")
+    drain(app)
+    undone = [h for h in app.get_remediation(rid)["history"] if h["to_state"] == "undone"]
+    assert [h["actor"] for h in undone] == ["console:alice"]
+
+
+def test_an_extension_while_the_expiry_undo_runs_is_refused(make_app: AppFactory) -> None:
+    app = _builtin(make_app)
+    _, cid = _contained(app)
+    [row] = app.list_containments()
+    with app.db.write() as conn:  # a worker has claimed the due expiry undo
+        jobs.claim(
+            conn,
+            owner="w1",
+            now=row["expires_at"] + timedelta(seconds=1),
+            lease=timedelta(days=400),
+            limit=5,
+        )
+    with pytest.raises(ConflictError, match="being lifted"):
+        app.extend_containment(cid, by=timedelta(days=7), actor="console:bob")
+
+
+def test_an_expiry_job_claimed_after_an_extension_waits_for_the_new_expiry(
+    make_app: AppFactory,
+) -> None:
+    app = _builtin(make_app)
+    rid, cid = _contained(app)
+    [row] = app.list_containments()
+    app.extend_containment(cid, by=timedelta(days=1), actor="console:bob")
+    with app.db.write() as conn:  # the job row as it was due before the extension
+        jobs.reschedule(conn, "undo_step", rid, "block", due_at=row["expires_at"])
+    drain(app)
+    assert app.get_remediation(rid)["state"] == "succeeded"
+    assert [r["id"] for r in app.list_containments()] == [cid]

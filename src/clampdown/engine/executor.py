@@ -38,7 +38,7 @@ from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
 from clampdown.engine.retry import backoff
-from clampdown.engine.safety import Rails
+from clampdown.engine.safety import CONTAINING, Rails
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
 from clampdown.links import Links
 from clampdown.metrics.steps import IGNORED, StepMetrics
@@ -687,9 +687,17 @@ class Executor:
 
     async def _verify(self, run: _Run) -> None:
         """Check every verifiable effect still in place, then end the remediation."""
+        rid = run.job.remediation_id
+        # A person may have undone a step while the others ran: judge what is there now.
+        run.steps = await self.db.run_async(lambda conn: remediations.steps(conn, rid))
         problems = []
         now = _now()
         undone = False
+        early = any(
+            s["state"] == StepState.UNDONE.value
+            and (s["expires_at"] is None or s["expires_at"] > now)
+            for s in run.steps
+        )
         for step in run.steps:
             action = registry.CATALOG.get(step["action"])
             # An effect whose expiry has come is not expected to be in force any more.
@@ -728,6 +736,9 @@ class Executor:
             reason = f"no step succeeded; failed: {', '.join(failed)}"
         elif problems:
             target, reason = RemediationState.FAILED, "verification failed: " + "; ".join(problems)
+        elif early and not held:
+            target = RemediationState.ROLLED_BACK
+            reason = "a containment was undone early at a person's request"
         elif undone and not held:
             # The expiry came before the last step finished: nothing is held any more.
             target, reason = RemediationState.EXPIRED, "every temporary containment already expired"
@@ -782,6 +793,10 @@ class Executor:
         if step is None or step["state"] != StepState.SUCCEEDED.value:
             jobs.finish(conn, job.id)
             return None
+        expires = step["expires_at"]
+        if job.kind == planner.UNDO_STEP and expires is not None and expires > _now():
+            jobs.retry_at(conn, job.id, expires)  # extended since this job was due
+            return None
         return step
 
     def _undone(
@@ -830,7 +845,10 @@ class Executor:
             return
         early = job.kind == overrides.UNDO_EARLY
         actor, why = overrides.requester(conn, rid, key) if early else (ENGINE, "")
-        remediations.update_step(conn, rid, key, state=StepState.UNDONE.value)
+        if not remediations.update_step(
+            conn, rid, key, expect_state=StepState.SUCCEEDED.value, state=StepState.UNDONE.value
+        ):
+            return  # another undo of this step got there first
         remediations.record(
             conn,
             rid,
@@ -842,7 +860,7 @@ class Executor:
             now=now,
         )
         steps = remediations.steps(conn, rid)
-        if any(s["state"] == StepState.SUCCEEDED.value and s["expires_at"] for s in steps):
+        if any(_holds(s, early=early) for s in steps):
             return
         if early and detector.is_detector(actor):
             ended = RemediationState.ROLLED_BACK
@@ -866,6 +884,17 @@ class Executor:
         )
         if moved:
             closing.enqueue_if_ended(conn, rid, ended.value, steps, now, self.config.targets)
+
+
+def _holds(step: dict[str, Any], *, early: bool) -> bool:
+    """Whether a step still holds something in force: a temporary effect, or after a
+    person's early undo also a permanent containment (which no expiry will end)."""
+    if step["state"] != StepState.SUCCEEDED.value:
+        return False
+    if step["expires_at"] is not None:
+        return True
+    action = registry.CATALOG.get(step["action"])
+    return early and action is not None and action.reversible and step["action"] in CONTAINING
 
 
 def _task_already_done(conn: Connection, result: ActionResult) -> bool:

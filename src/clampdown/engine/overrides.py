@@ -42,6 +42,8 @@ def request_undo(
         containments.remove(conn, containment_id, reason=f"{why} by {actor}", now=now)
         return _get(conn, containment_id)
     rid = step["remediation_id"]
+    if jobs.exists(conn, UNDO_EARLY, rid, step["key"]):
+        raise ConflictError(f"an undo of containment {containment_id} was already requested")
     remediations.record(
         conn, rid, step["key"], _SUCCEEDED, _SUCCEEDED, reason=why, actor=actor, now=now
     )
@@ -64,10 +66,18 @@ def extend(
         raise ConflictError(f"containment {containment_id} is permanent; undo it instead")
     if until <= now:
         raise InputError(f"the new expiry {until.isoformat()} is not in the future")
-    containments.set_expiry(conn, containment_id, until, now=now)
+    if row["expires_at"] <= now:
+        raise ConflictError(f"containment {containment_id} has expired and is being lifted")
     step = _owning_step(conn, row)
     if step is not None:
         rid, key = step["remediation_id"], step["key"]
+        # An undo under way would lift it whatever the new expiry says: refuse, not pretend.
+        if jobs.exists(conn, UNDO_EARLY, rid, key) or jobs.in_flight(
+            conn, rid, (planner.UNDO_STEP,), now=now
+        ):
+            raise ConflictError(f"containment {containment_id} is being lifted")
+    containments.set_expiry(conn, containment_id, until, now=now)
+    if step is not None:
         remediations.update_step(conn, rid, key, expires_at=until)
         jobs.reschedule(conn, planner.UNDO_STEP, rid, key, due_at=until)
         suffix = f": {note}" if note else ""

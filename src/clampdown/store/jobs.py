@@ -187,3 +187,11 @@ def reschedule(
         .values(due_at=due_at)
     )
     return int(conn.execute(stmt).rowcount)
+
+
+def exists(conn: Connection, kind: str, remediation_id: str, step_key: str) -> bool:
+    """Whether a job of `kind` is waiting or running for one step."""
+    stmt = select(_t.c.id).where(
+        _t.c.kind == kind, _t.c.remediation_id == remediation_id, _t.c.step_key == step_key
+    )
+    return conn.execute(stmt.limit(1)).first() is not None
