@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 
 from clampdown.collectors.base import PullError
+from clampdown.collectors.health import read_health
 from clampdown.collectors.runner import pull_once
+from clampdown.store import sources
 from clampdown.testing.graph import FakeGraph
 from tests.collectors.conftest import OpenApp, Sleeps, ago, graph_alert, graph_source, source_ids
 
@@ -104,3 +106,22 @@ async def test_an_odata_next_link_to_another_host_is_refused(
     with pytest.raises(PullError, match=re.escape("refusing a @odata.nextLink to 127.0.0.3")):
         await pull_once(app, "graph-alerts", sleep=sleeps)
     assert len(list_requests(graph)) == 1
+
+
+async def test_a_checkpoint_ahead_of_the_clock_does_not_hide_changes(
+    graph: FakeGraph, open_app: OpenApp, sleeps: Sleeps
+) -> None:
+    """The clock ran an hour fast for one pull, then was corrected."""
+    graph.add_alert(graph_alert("late", at=ago(minutes=2)))
+    app = open_app(graph_source(graph.url, overlap="10m"))
+    ahead = ago(hours=-1)
+    with app.db.write() as conn:
+        sources.succeeded(conn, "graph-alerts", checkpoint=ahead, pulled=0, ingested=0, now=ahead)
+
+    result = await pull_once(app, "graph-alerts", sleep=sleeps)
+
+    assert result.new == 1
+    assert result.since <= ago(minutes=10)
+    assert result.checkpoint < ahead  # corrected to this pull's start
+    [health] = read_health(app)
+    assert health["checkpoint"] == result.checkpoint

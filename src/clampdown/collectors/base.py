@@ -149,7 +149,9 @@ async def pull(app: Clampdown, collector: Collector, *, clock: Clock = utc_now) 
     state = await asyncio.to_thread(_state, app, name)
     await app.db.run_async(lambda conn: sources.attempted(conn, name, now=started))
     base = state.checkpoint if state and state.checkpoint else started - settings.lookback
-    since = base - settings.overlap
+    # A checkpoint ahead of our clock (it ran fast, then was corrected) must not hide what
+    # the detector changes meanwhile: never start later than now.
+    since = min(base, started) - settings.overlap
     pages = received = kept = new = repeats = rejected = 0
     try:
         async for page in collector.pages(since):

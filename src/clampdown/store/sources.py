@@ -70,8 +70,9 @@ def succeeded(
     """Record a pull that read and ingested everything up to `checkpoint`."""
     _ensure(conn, name)
     current = conn.execute(select(_t.c.checkpoint).where(_t.c.name == name)).scalar_one()
-    # A slower pull that started earlier never moves the checkpoint back.
-    if current is not None and current > checkpoint:
+    # A slower pull that started earlier never moves the checkpoint back, unless the stored
+    # one is ahead of this clock (it ran fast): then this pull's start is the truth.
+    if current is not None and checkpoint < current <= now:
         checkpoint = current
     conn.execute(
         update(_t)
