@@ -129,7 +129,10 @@ def _remediation_moment(
 ) -> None:
     to_state, from_state = entry["to_state"], entry["from_state"]
     # Closed at the source before anyone approved: nobody acknowledged it.
-    unattended = to_state == _REJECTED and is_detector(entry["actor"])
+    # Rejected by the approval timeout or by the detector: nobody looked at it.
+    unattended = to_state == _REJECTED and (
+        is_detector(entry["actor"]) or entry["actor"] == "timeout"
+    )
     if (
         case.acknowledged_at is None
         and to_state in _STARTED

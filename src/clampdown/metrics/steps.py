@@ -20,21 +20,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from clampdown.actions.contract import ActionResult
 from clampdown.actions.registry import CATALOG
+from clampdown.engine.safety import CONTAINING
 from clampdown.metrics.labels import Bounded
 from clampdown.model import StepState
 
-CONTAINING_ACTIONS = frozenset(
-    (
-        "gateway.block",
-        "gateway.throttle",
-        "gateway.disable_endpoint",
-        "credential.suspend",
-        "credential.revoke",
-        "credential.rotate",
-        "identity.disable",
-        "identity.revoke_sessions",
-    )
-)
+CONTAINING_ACTIONS = CONTAINING
 """Actions whose first success in a remediation ends its time to contain."""
 
 SUCCEEDED = "succeeded"
