@@ -22,12 +22,20 @@ def parse_duration(value: object) -> timedelta:
         return timedelta(seconds=value)
     if isinstance(value, str):
         text = value.strip().lower()
-        if text.isdigit():
-            return timedelta(seconds=int(text))
+        if text.isascii() and text.isdigit():
+            try:
+                return timedelta(seconds=int(text))
+            except OverflowError:
+                raise ValueError(f"duration too long: {value!r}") from None
         found = _DURATION.fullmatch(text)
         if text and found:
             weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in found.groups())
-            return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+            try:
+                return timedelta(
+                    weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
+                )
+            except OverflowError:
+                raise ValueError(f"duration too long: {value!r}") from None
     raise ValueError(f"not a duration: {value!r} ({_HELP})")
 
 
@@ -36,6 +44,8 @@ def parse_instant(text: str, now: datetime) -> datetime:
     naive); ValueError names what was wrong."""
     try:
         return now - parse_duration(text)
+    except OverflowError:
+        raise ValueError(f"{text!r} reaches back before the year 1") from None
     except ValueError:
         pass
     try:

@@ -455,7 +455,10 @@ class Clampdown:
             if by is not None:
                 current = containments.get(conn, containment_id)
                 expires = current["expires_at"] if current else None
-                until = (expires or now) + by
+                try:
+                    until = (expires or now) + by
+                except OverflowError:
+                    raise InputError(f"extending by {by} goes past the year 9999") from None
             assert until is not None
             row = overrides.extend(
                 conn, containment_id, until=until, actor=actor, note=note, now=now

@@ -61,3 +61,14 @@ def test_overrides_need_the_approve_scope_and_good_input(client: TestClient) -> 
         assert message in response.json()["error"]["message"]
     missing = client.post("/v1/containments/nope/undo", headers=auth("approve"))
     assert missing.status_code == 404
+
+
+def test_absurd_durations_are_4xx_not_500(client: TestClient) -> None:
+    block = _block(client)
+    far = client.post(
+        f"/v1/containments/{block['id']}/extend", json={"by": "99999999d"}, headers=auth("approve")
+    )
+    assert far.status_code == 400, far.text
+    back = client.get("/v1/effectiveness?since=999999999d", headers=auth("read"))
+    assert back.status_code == 400, back.text
+    assert "before the year 1" in back.json()["error"]["message"]

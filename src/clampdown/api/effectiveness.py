@@ -31,5 +31,9 @@ async def effectiveness(
     if until is not None and until.tzinfo is None:
         raise InputError("until: give a time zone, e.g. 2026-12-01T10:00:00Z")
     end = until or datetime.now(UTC)
-    result = await run_in_threadpool(lambda: app.effectiveness(since=end - span, until=end))
+    try:
+        start = end - span
+    except OverflowError:
+        raise InputError(f"since: {since!r} reaches back before the year 1") from None
+    result = await run_in_threadpool(lambda: app.effectiveness(since=start, until=end))
     return Json(result.model_dump(mode="json"))

@@ -388,7 +388,7 @@ async def tick(request: Request, app: App, form: Acting, task_id: str) -> Respon
     """Tick (done=1) or untick (done=0) one checklist item."""
     back = form.back(f"/console/tasks/{task_id}")
     raw = form.get("step")
-    if not raw.isdigit() or len(raw) > 4:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4:
         raise Refused(400, "Which checklist item? The form gave no item number.", back=back)
     ticked = form.get("done") == "1"
     await call(back, app.tick_task_step, task_id, int(raw), done=ticked, actor=form.session.actor)
