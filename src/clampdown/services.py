@@ -126,7 +126,8 @@ class Clampdown:
         self.adopt: Callable[[list[Adopted]], None] = lambda items: None
         # How the in-process engine is doing: absent, running, failing or stopped.
         self.engine_state: Callable[[], str] = lambda: "absent"
-        self._snapshots: Snapshots | None = None
+        # Effectiveness measured in the background for the console (threads start on use).
+        self.snapshots = Snapshots(lambda span: self.effectiveness(since=datetime.now(UTC) - span))
 
     @classmethod
     def open(cls, config: Config, *, database_url: str | None = None) -> Clampdown:
@@ -138,8 +139,7 @@ class Clampdown:
 
     def close(self) -> None:
         """Stop background measuring; release database connections."""
-        if self._snapshots is not None:
-            self._snapshots.close()
+        self.snapshots.close()
         self.db.dispose()
 
     def authenticate(self, presented: str) -> TokenConfig | None:
@@ -532,11 +532,7 @@ class Clampdown:
 
     def effectiveness_snapshot(self, span: timedelta) -> Effectiveness | None:
         """The latest measurement of the last `span`, from the background (None: under way)."""
-        if self._snapshots is None:
-            self._snapshots = Snapshots(
-                lambda wanted: self.effectiveness(since=datetime.now(UTC) - wanted)
-            )
-        return self._snapshots.latest(span)
+        return self.snapshots.latest(span)
 
     # -- catalog and health ------------------------------------------------------------
 

@@ -228,8 +228,7 @@ def test_the_effectiveness_page_shows_background_figures_and_charts(
     assert pending.status_code == 200
     assert 'id="effectiveness-pending"' in pending.text
     assert '<meta http-equiv="refresh"' in pending.text  # reloads itself, without JavaScript
-    assert console_app._snapshots is not None
-    console_app._snapshots.wait(timedelta(hours=24), timeout=30)
+    console_app.snapshots.wait(timedelta(hours=24), timeout=30)
 
     html = client.get("/console/effectiveness?period=24h").text
     assert 'id="effectiveness-pending"' not in html
