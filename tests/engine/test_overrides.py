@@ -11,7 +11,7 @@ from clampdown.engine.decisions import Request
 from clampdown.errors import ConflictError, InputError, NotFoundError
 from clampdown.model import Decision
 from clampdown.services import Clampdown
-from clampdown.store import jobs
+from clampdown.store import containments, jobs
 from clampdown.testing.kong import FakeKong
 from tests.conftest import suspicious_ip_alert
 from tests.engine.conftest import AppFactory, drain
@@ -247,3 +247,32 @@ def test_an_expiry_job_claimed_after_an_extension_waits_for_the_new_expiry(
     drain(app)
     assert app.get_remediation(rid)["state"] == "succeeded"
     assert [r["id"] for r in app.list_containments()] == [cid]
+
+
+def test_a_containment_without_a_remediation_is_lifted_at_once_on_the_builtin_list_only(
+    make_app: AppFactory,
+) -> None:
+    app = _builtin(make_app)
+    now = datetime.now(UTC)
+    with app.db.write() as conn:
+        ids = [
+            containments.add(
+                conn,
+                {
+                    "key": f"by-hand-{target}",
+                    "target": target,
+                    "kind": "block",
+                    "subject_type": "ip",
+                    "subject": "198.51.100.9",
+                    "scope": "*",
+                    "reason": "by hand",
+                    "created_by": "cli:alice",
+                },
+                now=now,
+            )[0]
+            for target in ("builtin", "edge")
+        ]
+    app.undo_containment(ids[0], actor="console:alice", reason="done")
+    assert app.decide(Request(ip="198.51.100.9")).decision is Decision.ALLOW
+    with pytest.raises(ConflictError, match="no step to undo it through"):
+        app.undo_containment(ids[1], actor="console:alice", reason="done")

@@ -39,6 +39,9 @@ def request_undo(
     step = _owning_step(conn, row)
     why = f"{REQUESTED}: {reason}" if reason else REQUESTED
     if step is None:
+        if row["target"] != containments.BUILTIN:
+            # Only a step knows how to lift it on its gateway.
+            raise ConflictError(f"containment {containment_id} has no step to undo it through")
         containments.remove(conn, containment_id, reason=f"{why} by {actor}", now=now)
         return _get(conn, containment_id)
     rid = step["remediation_id"]
