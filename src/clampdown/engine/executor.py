@@ -33,12 +33,12 @@ from clampdown.actions import registry
 from clampdown.actions.contract import Action, ActionContext, ActionResult, Briefing, Params
 from clampdown.actions.notify import NotifyParams, NotifySend
 from clampdown.config import Config
-from clampdown.engine import approvals, closing, detector, overrides, planner, rollback
+from clampdown.engine import approvals, closing, detector, overrides, planner, rollback, undoing
 from clampdown.engine.briefing import brief
 from clampdown.engine.decisions import DecisionCache
 from clampdown.engine.ports import StoreContainments, StoreMemos, StoreTasks
 from clampdown.engine.retry import backoff
-from clampdown.engine.safety import CONTAINING, Rails
+from clampdown.engine.safety import Rails
 from clampdown.errors import ActionError, ConfigError, ExpressionError, TransientError
 from clampdown.links import Links
 from clampdown.metrics.steps import IGNORED, StepMetrics
@@ -185,7 +185,7 @@ class Executor:
                         run.remediation, run.steps = adopted.rows
                 await self._drive(run)
             elif job.kind in (planner.UNDO_STEP, overrides.UNDO_EARLY):
-                await self._undo_step(job)
+                await undoing.run(self, job)
             elif job.kind == rollback.ROLLBACK:
                 await rollback.run(self, job)
             elif job.kind == planner.CLOSE:
@@ -762,16 +762,7 @@ class Executor:
 
         await self.db.run_async(finish)
 
-    # -- undo on expiry --------------------------------------------------------------------
-
-    async def _undo_step(self, job: Job) -> None:
-        step = await self.db.run_async(lambda conn: self._undo_target(conn, job))
-        if step is None:
-            return
-        error, retry_after, transient = await self.call_undo(job.remediation_id, step)
-        await self.db.run_async(
-            lambda conn: self._undone(conn, job, step, error, transient, retry_after, _now())
-        )
+    # -- undo ------------------------------------------------------------------------------
 
     async def call_undo(self, rid: str, step: dict[str, Any]) -> tuple[str, float | None, bool]:
         """Undo a step's effect: (error or "", retry_after, whether the error is transient)."""
@@ -786,115 +777,6 @@ class Executor:
         except (ActionError, ConfigError) as exc:
             return str(exc), None, False
         return "", None, False
-
-    @staticmethod
-    def _undo_target(conn: Connection, job: Job) -> dict[str, Any] | None:
-        step = remediations.get_step(conn, job.remediation_id, job.step_key or "")
-        if step is None or step["state"] != StepState.SUCCEEDED.value:
-            jobs.finish(conn, job.id)
-            return None
-        expires = step["expires_at"]
-        if job.kind == planner.UNDO_STEP and expires is not None and expires > _now():
-            jobs.retry_at(conn, job.id, expires)  # extended since this job was due
-            return None
-        return step
-
-    def _undone(
-        self,
-        conn: Connection,
-        job: Job,
-        step: dict[str, Any],
-        error: str,
-        transient: bool,
-        retry_after: float | None,
-        now: datetime,
-    ) -> None:
-        rid, key = job.remediation_id, step["key"]
-        if not jobs.hold(conn, job, now + self.lease):
-            return
-        if error and transient and job.attempts + 1 < self.config.engine.max_attempts:
-            delay = self.delay(job.attempts + 1, retry_after)
-            remediations.record(
-                conn,
-                rid,
-                key,
-                step["state"],
-                step["state"],
-                reason=f"expiry undo: {error}; retry in {delay:.2f}s",
-                actor=ENGINE,
-                now=now,
-            )
-            jobs.retry_at(conn, job.id, now + timedelta(seconds=delay), attempt=True)
-            self.due(now + timedelta(seconds=delay))
-            return
-        jobs.finish(conn, job.id)
-        if error:
-            # Still in force: say so where operators look, and keep the step as it is.
-            log.error("expiry undo failed", remediation=rid, step=key, error=error)
-            remediations.update_step(conn, rid, key, error=f"expiry undo failed: {error}")
-            remediations.record(
-                conn,
-                rid,
-                key,
-                step["state"],
-                step["state"],
-                reason=f"expiry undo failed; check the target: {error}",
-                actor=ENGINE,
-                now=now,
-            )
-            return
-        early = job.kind == overrides.UNDO_EARLY
-        actor, why = overrides.requester(conn, rid, key) if early else (ENGINE, "")
-        if not remediations.update_step(
-            conn, rid, key, expect_state=StepState.SUCCEEDED.value, state=StepState.UNDONE.value
-        ):
-            return  # another undo of this step got there first
-        remediations.record(
-            conn,
-            rid,
-            key,
-            StepState.SUCCEEDED.value,
-            StepState.UNDONE.value,
-            reason=f"undone early ({why})" if early else "expired: undone on schedule",
-            actor=actor,
-            now=now,
-        )
-        steps = remediations.steps(conn, rid)
-        if any(_holds(s, early=early) for s in steps):
-            return
-        if early and detector.is_detector(actor):
-            ended = RemediationState.ROLLED_BACK
-            reason = "a containment was undone early: " + why.removeprefix(
-                overrides.REQUESTED + ": "
-            )
-        elif early:
-            ended = RemediationState.ROLLED_BACK
-            reason = "a containment was undone early at a person's request"
-        else:
-            ended = RemediationState.EXPIRED
-            reason = "every temporary containment expired and was undone"
-        moved = remediations.set_state(
-            conn,
-            rid,
-            from_state=RemediationState.SUCCEEDED.value,
-            to_state=ended.value,
-            reason=reason,
-            actor=actor,
-            now=now,
-        )
-        if moved:
-            closing.enqueue_if_ended(conn, rid, ended.value, steps, now, self.config.targets)
-
-
-def _holds(step: dict[str, Any], *, early: bool) -> bool:
-    """Whether a step still holds something in force: a temporary effect, or after a
-    person's early undo also a permanent containment (which no expiry will end)."""
-    if step["state"] != StepState.SUCCEEDED.value:
-        return False
-    if step["expires_at"] is not None:
-        return True
-    action = registry.CATALOG.get(step["action"])
-    return early and action is not None and action.reversible and step["action"] in CONTAINING
 
 
 def _task_already_done(conn: Connection, result: ActionResult) -> bool:
