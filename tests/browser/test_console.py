@@ -8,6 +8,9 @@ from collections.abc import Callable
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import TOKENS, sample
@@ -41,10 +44,16 @@ def _state(server: Server, rid: str) -> str:
         return str(http.get(f"/v1/remediations/{rid}").json()["state"])
 
 
+def _submit(browser: WebDriver, button: WebElement) -> None:
+    """Click a form's button and wait for the page it leads to (the old one goes stale)."""
+    button.click()
+    WebDriverWait(browser, 15).until(staleness_of(button))
+
+
 def _login(browser: WebDriver, server: Server, token: str) -> None:
     browser.get(f"{server.base}/console/login")
     browser.find_element(By.NAME, "token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _submit(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
 
 
 def test_login_approve_and_undo(browser: WebDriver, served: Server) -> None:
@@ -65,7 +74,7 @@ def test_login_approve_and_undo(browser: WebDriver, served: Server) -> None:
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
 
-    browser.find_element(By.ID, f"approve-{waiting}").click()
+    _submit(browser, browser.find_element(By.ID, f"approve-{waiting}"))
     _until(lambda: _state(served, waiting) != "awaiting_approval")
     browser.get(f"{served.base}/console/remediations/{waiting}")
     timeline = browser.find_element(By.TAG_NAME, "main").text
@@ -76,7 +85,7 @@ def test_login_approve_and_undo(browser: WebDriver, served: Server) -> None:
     rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-containment-id]")
     [row] = [r for r in rows if "203.0.113.77" in r.text]
     cid = row.get_attribute("data-containment-id")
-    browser.find_element(By.ID, f"undo-{cid}").click()
+    _submit(browser, browser.find_element(By.ID, f"undo-{cid}"))
     _until(lambda: _state(served, blocked) == "rolled_back")
     browser.get(f"{served.base}/console/containments")
     assert not browser.find_elements(By.CSS_SELECTOR, f"tr[data-containment-id='{cid}']")
