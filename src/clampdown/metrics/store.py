@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from clampdown.metrics.labels import Bounded
 from clampdown.model import ContainmentKind, RemediationState
-from clampdown.store import counts, jobs
+from clampdown.store import counts, jobs, summaries
 from clampdown.store.db import Database
 
 log = structlog.get_logger("clampdown.metrics")
@@ -49,7 +49,11 @@ class StoreCounts:
         """Read the counts."""
         with db.read() as conn:
             return cls(
-                remediations=counts.remediations_by_playbook_and_state(conn),
+                remediations=[
+                    (playbook, state, n)
+                    for playbook, states in summaries.count_by_playbook_and_state(conn).items()
+                    for state, n in states.items()
+                ],
                 waiting_since=counts.oldest_approval_wait_since(conn),
                 containments=counts.active_containments(conn, now=now),
                 tasks_open=counts.open_tasks(conn),

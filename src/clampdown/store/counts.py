@@ -1,9 +1,9 @@
 """Counts for the metrics scrape: each one query that reads an index (or few rows).
 
 They run on every Prometheus scrape, with 100,000s of findings and remediations stored, so
-none reads whole tables: remediations are counted from their (playbook, state) index, active
-containments from the `removed_at` index, open tasks from the `status` index, and the oldest
-pending approval from the `state` index and each waiting remediation's history.
+none reads whole tables: active containments from the `removed_at` index, open tasks from the
+`status` index, and the oldest pending approval from the `state` index and each waiting
+remediation's history. Remediations by playbook and state come from `summaries`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ _hist = table(HistoryRow)
 _con = table(ContainmentRow)
 _task = table(TaskRow)
 _AWAITING = RemediationState.AWAITING_APPROVAL.value
-
-
-def remediations_by_playbook_and_state(conn: Connection) -> list[tuple[str, str, int]]:
-    """(playbook, state, how many remediations) for every pair that has any."""
-    stmt = select(_rem.c.playbook, _rem.c.state, func.count()).group_by(
-        _rem.c.playbook, _rem.c.state
-    )
-    return [(playbook, state, int(n)) for playbook, state, n in conn.execute(stmt)]
 
 
 def oldest_approval_wait_since(conn: Connection) -> datetime | None:
