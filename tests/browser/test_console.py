@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser.conftest import ARTIFACTS
@@ -47,7 +47,16 @@ def _state(server: Server, rid: str) -> str:
 def _submit(browser: WebDriver, button: WebElement) -> None:
     """Click a form's button and wait for the page it leads to (the old one goes stale)."""
     button.click()
-    WebDriverWait(browser, 15).until(staleness_of(button))
+
+    def left(_: WebDriver) -> bool:
+        try:
+            button.is_enabled()
+        except WebDriverException:
+            # Stale, or Chromium's "node does not belong to the document": a new page.
+            return True
+        return False
+
+    WebDriverWait(browser, 15).until(left)
 
 
 def _login(browser: WebDriver, server: Server, token: str) -> None:
